@@ -1,0 +1,47 @@
+# Top-level build: the charm (later issues), the local model's C tools, tests.
+# `make demo` and `make check` are the two commands the README starts with.
+
+CC      ?= cc
+BUILD   := build
+CSTD    := -std=gnu11
+WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla
+HARDEN  := -O2 -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
+LDHARD  := -pie -Wl,-z,relro,-z,now
+CFLAGS  := $(CSTD) $(WARN) $(HARDEN) -g
+LDFLAGS := $(LDHARD)
+PYTEST  := /usr/bin/python3 -m pytest
+
+SANDBOX_BIN := $(BUILD)/sandbox/jujuc $(BUILD)/sandbox/unit-init
+
+.PHONY: all build deps check demo bench clean lint test-sandbox
+
+all: build
+
+build: $(SANDBOX_BIN)
+
+$(BUILD)/sandbox/%: sandbox/src/%.c sandbox/src/wire.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+deps:
+	@scripts/install-deps.sh
+
+lint: build
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+		--inline-suppr sandbox/src
+	/usr/bin/python3 -m py_compile sandbox/bin/juju sandbox/juju/*.py
+
+test-sandbox: build
+	$(PYTEST) -p no:cacheprovider -q tests/sandbox
+
+check: deps build lint
+	$(PYTEST) -p no:cacheprovider -q tests/sandbox
+
+demo: deps build
+	@sandbox/demo.sh
+
+bench: deps build
+	/usr/bin/python3 bench/sandbox_deploy.py
+
+clean:
+	rm -rf $(BUILD)
