@@ -29,13 +29,14 @@ deps:
 lint: build
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
 		--inline-suppr sandbox/src
-	/usr/bin/python3 -m py_compile sandbox/bin/juju sandbox/juju/*.py
+	/usr/bin/python3 -m pyflakes sandbox/bin/juju sandbox/juju/*.py tests/sandbox/*.py bench/*.py
 
 test-sandbox: build
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
 
 check: deps build lint
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
+	BENCH_TOOL_CALLS=20 /usr/bin/python3 bench/sandbox_deploy.py
 
 demo: deps build
 	@sandbox/demo.sh

@@ -3,7 +3,7 @@
 # Idempotent and quiet when everything is present; runs apt-get update first otherwise.
 set -euo pipefail
 pkgs=(build-essential cppcheck iproute2 procps util-linux zip unzip
-      python3 python3-yaml python3-jsonschema python3-pytest)
+      python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

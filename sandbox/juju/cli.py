@@ -10,7 +10,7 @@ import time
 import yaml
 
 from . import charm as charmlib
-from . import execrun, fmt, host, secretstore
+from . import execrun, fmt, secretstore
 from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
 from .hooktools import port_str, secret_info
 from .model import (JUJU_VERSION, MODEL_CONFIG_DEFAULTS, app_of, go_since, new_xid, now,
@@ -146,7 +146,7 @@ def cmd_destroy_model(c):
     if m is None:
         raise CliError(f"model admin/{name} not found")
     c.ctl.destroy_model(m)
-    c.stderr += f"Model destroyed.\n"
+    c.stderr += "Model destroyed.\n"
     return ""
 
 
@@ -599,7 +599,7 @@ def cmd_integrate(c):
         (a, ea), (b, eb) = _split_ep(pos[0]), _split_ep(pos[1])
         cands = _candidates(m, a, ea, b, eb)
         if not cands:
-            raise CliError(f'no relations found')
+            raise CliError('no relations found')
         if len(cands) > 1:
             desc = "; ".join(f'"{x[0]}:{x[1]} {y[0]}:{y[1]}"' for x, y in cands)
             raise CliError(f'ambiguous relation: "{pos[0]} {pos[1]}" could refer to {desc}')
@@ -1329,4 +1329,3 @@ COMMANDS = {
     "list-secrets": cmd_secrets, "debug-log": cmd_debug_log,
     "controller-restart": cmd_controller_restart,
 }
-_ = (host, unit_workload)

@@ -3,7 +3,7 @@
 import secrets as pysecrets
 
 from . import host, secretstore
-from .model import JUJU_VERSION, app_of, now, unit_tag
+from .model import JUJU_VERSION, app_of, unit_tag
 
 
 class HookContext:
@@ -204,6 +204,3 @@ def _apply(data, writes):
             changed = True
     return changed
 
-
-def now_ts():
-    return now()

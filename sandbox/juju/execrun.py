@@ -4,7 +4,6 @@ import threading
 
 from . import host
 from .flags import Flag, HelpRequested, UsageError, parse
-from .model import unit_tag
 
 EXEC_FLAGS = [Flag("u", "unit"), Flag("r", "relation"), Flag("remote-unit"), Flag("remote-app"),
               Flag("force-remote-unit", kind="bool"), Flag("no-context", kind="bool"),
@@ -83,5 +82,3 @@ def juju_exec(ctl, m, unit, req):
     r = q["result"]
     return r.code, r.stdout, r.stderr, 0
 
-
-_ = unit_tag

@@ -1,7 +1,6 @@
 # The hook tools (juju.md section 3) as the controller answers them: parsing with gnuflag rules,
 # Juju's output formats, exit codes and exact error strings, over a HookContext.
 import base64
-import json
 import os
 import re
 import time
@@ -10,7 +9,7 @@ import yaml
 
 from . import fmt, secretstore
 from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
-from .model import app_of, go_since, goal_since, new_xid, now, rfc3339, status, unit_tag
+from .model import app_of, goal_since, new_xid, now, rfc3339, status, unit_tag
 from .secretstore import SecretError
 
 
@@ -53,7 +52,7 @@ class Call:
             opts, pos = parse(self.args, fl)
         except HelpRequested:
             raise
-        if "format" in opts and opts["format"] not in fmt.FORMATS:
+        if opts.get("format") is not None and opts["format"] not in fmt.FORMATS:
             raise ToolError(f'invalid value "{opts["format"]}" for option --format: '
                             f'unknown format "{opts["format"]}"', 2)
         return opts, pos
@@ -1136,4 +1135,3 @@ USAGE = {
     "juju-log": "[options] <message>",
     "open-port": "[options] <port>[/<protocol>] or <from>-<to>[/<protocol>] or icmp",
 }
-_ = json  # json kept for callers formatting nested results

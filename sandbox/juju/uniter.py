@@ -232,7 +232,11 @@ class Uniter:
         if op["kind"] == "leave":
             return None
         m.changed()
-        return HookContext(self.ctl, m, self.unit, op)
+        ctx = HookContext(self.ctl, m, self.unit, op)
+        ctx.env = ctx.environ()
+        machine = m.d["machines"][ud["machine"]]
+        ctx.machine = (ud["machine"], machine["pid"])
+        return ctx
 
     def run(self, ctx, op):
         m = self.model
@@ -262,10 +266,9 @@ class Uniter:
             elif exe is None:
                 result = None
             else:
-                lock = self.ctl.machine_lock(m, ud["machine"])
-                with lock:
-                    result = host.run_in(self.ctl.machine_pid(m, ud["machine"]), [exe],
-                                         ctx.environ(), cwd=charm_dir, timeout=timeout)
+                mid, pid = ctx.machine
+                with self.ctl.machine_lock(m, mid):
+                    result = host.run_in(pid, [exe], ctx.env, cwd=charm_dir, timeout=timeout)
         finally:
             self.ctl.unregister_context(ctx)
         self.finish(ctx, op, result, exe)
@@ -279,7 +282,7 @@ class Uniter:
                 return
             if op["kind"] == "action":
                 self.finish_action(ctx, op, result, exe)
-                m.set_unit_status(self.unit, "agent", "error" if ud.get("error") else "idle")
+                m.set_unit_status(self.unit, "agent", "idle")
                 m.changed()
                 return
             hook = op["hook"]
@@ -310,7 +313,8 @@ class Uniter:
                 clean = {k: v for k, v in op.items() if k != "retry"}
                 ud["error"] = {"op": clean, "attempts": attempts, "retry_at": now() + delay,
                                "hook": hook, "since": now()}
-                m.set_unit_status(self.unit, "agent", "error", f'hook failed: "{hook}"')
+                # juju status shows the error on the workload; the agent is idle (5.7)
+                m.set_unit_status(self.unit, "agent", "idle")
             m.changed()
             if ud["life"] == "dead":
                 self.ctl.unit_dead(m, self.unit)
@@ -409,12 +413,12 @@ class Uniter:
     def run_commands(self, ctx, req):
         """juju-exec / juju exec: bash -s in a hook context, committed whatever the exit code."""
         m = self.model
-        ud = m.unit(self.unit)
+        mid, pid = ctx.machine
         self.ctl.register_context(ctx)
         try:
-            with self.ctl.machine_lock(m, ud["machine"]):
-                result = host.run_in(self.ctl.machine_pid(m, ud["machine"]), ["/bin/bash", "-s"],
-                                     ctx.environ(), cwd=self.ctl.charm_dir(m, self.unit),
+            with self.ctl.machine_lock(m, mid):
+                result = host.run_in(pid, ["/bin/bash", "-s"],
+                                     ctx.env, cwd=self.ctl.charm_dir(m, self.unit),
                                      stdin=req["commands"].encode(),
                                      timeout=req.get("timeout") or duration(m, "sandbox-hook-timeout"))
         finally:
@@ -425,7 +429,7 @@ class Uniter:
                 result.stderr += f"ERROR {why}\n".encode()
             ud = m.unit(self.unit)
             if ud is not None:
-                m.set_unit_status(self.unit, "agent", "error" if ud.get("error") else "idle")
+                m.set_unit_status(self.unit, "agent", "idle")
             m.changed()
         req["result"] = result
         req["done"].set()
