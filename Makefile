@@ -12,8 +12,12 @@ LDFLAGS := $(LDHARD)
 PYTEST  := /usr/bin/python3 -m pytest
 
 SANDBOX_BIN := $(BUILD)/sandbox/jujuc $(BUILD)/sandbox/unit-init
+# Sanitizer build of the same tools, run by tests/sandbox/test_c_tools.py when present.
+ASAN_BIN    := $(BUILD)/asan/jujuc $(BUILD)/asan/unit-init
+SANITIZE    := -fsanitize=address,undefined -fno-omit-frame-pointer
+ASAN_CFLAGS := $(CSTD) $(WARN) $(SANITIZE) -O1 -g
 
-.PHONY: all build deps check demo bench clean lint test-sandbox
+.PHONY: all asan build deps check demo bench clean lint test-sandbox
 
 all: build
 
@@ -22,6 +26,12 @@ build: $(SANDBOX_BIN)
 $(BUILD)/sandbox/%: sandbox/src/%.c sandbox/src/wire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+asan: $(ASAN_BIN)
+
+$(BUILD)/asan/%: sandbox/src/%.c sandbox/src/wire.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $< $(SANITIZE)
 
 deps:
 	@scripts/install-deps.sh
@@ -34,7 +44,7 @@ lint: build
 test-sandbox: build
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
 
-check: deps build lint
+check: deps build asan lint
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
 	BENCH_TOOL_CALLS=20 /usr/bin/python3 bench/sandbox_deploy.py
 

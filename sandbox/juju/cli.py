@@ -543,7 +543,7 @@ def cmd_resolve(c):
                 ud["error"] = None
                 m.set_unit_status(name, "agent", "idle")
             else:
-                ud["error"]["retry_at"] = 0
+                ud["error"]["resolve"] = True
         m.changed()
     return ""
 

@@ -438,6 +438,12 @@ class Controller:
             with m.lock:
                 if not m.d["units"]:
                     break
+                # a unit stuck in a hook error would block removal forever: force it
+                for unit, ud in m.d["units"].items():
+                    if ud.get("error") and ud["life"] != "dead":
+                        ud["life"] = "dead"
+                        threading.Thread(target=self.unit_dead, args=(m, unit),
+                                         daemon=True).start()
             time.sleep(0.1)
         with self.lock:
             for key in [k for k in self.uniters if k[0] == m.uuid]:
@@ -479,6 +485,7 @@ class Controller:
         self.stopping.set()
         for u in list(self.uniters.values()):
             u.stop()
+        host.kill_running()
         for path in list(self.servers):
             self.unlisten(path)
 

@@ -53,6 +53,8 @@ HOOK_TOOLS = (
     "status-get", "status-set", "storage-add", "storage-get", "storage-list", "unit-get",
 )
 
+RUNNING = set()  # process groups of hooks and commands being run, for shutdown
+
 AGENT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -272,6 +274,23 @@ def run_in(pid, argv, env, cwd="/", stdin=None, timeout=None):
     p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE if stdin is not None else
                          subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)
+    RUNNING.add(p.pid)
+    try:
+        return _collect(p, stdin, timeout)
+    finally:
+        RUNNING.discard(p.pid)
+
+
+def kill_running():
+    """Controller shutdown: end every hook still running (Juju re-queues them)."""
+    for pgid in list(RUNNING):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _collect(p, stdin, timeout):
     if stdin is not None:
         try:
             p.stdin.write(stdin)

@@ -94,6 +94,9 @@ class Uniter:
         if self.exec_queue:
             return Op(kind="run", req=self.exec_queue[0]), None
         if err:
+            # `juju resolve` retries at once; otherwise back-off when retries are enabled
+            if err.get("resolve"):
+                return Op(err["op"], retry=True), None
             if not m.config_value("automatically-retry-hooks"):
                 return None, None
             if t >= err["retry_at"]:

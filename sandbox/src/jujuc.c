@@ -569,6 +569,14 @@ int main(int argc, char **argv)
     if (write_all(STDOUT_FILENO, r.out, r.out_len) != 0)
         write_failed = 1;
     (void)write_all(STDERR_FILENO, r.err, r.err_len);
+    /* freed so that LeakSanitizer (make asan) sees a clean exit */
+    free(r.out);
+    free(r.err);
+    free(in);
+    free(head);
+    free(tail);
+    free(cwd);
+    free(path);
     if (write_failed && r.code == 0)
         return 1;
     return r.code > 255 ? 255 : (int)r.code;

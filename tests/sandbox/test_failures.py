@@ -125,6 +125,35 @@ def test_fail_counter_and_error_blocks_hooks_not_actions(env):
         m.sh(o, f"relation-set -r {env.orid} during-error=")
 
 
+def test_resolve(env):
+    m, u = env.m, env.u
+    m.juju("model-config", "automatically-retry-hooks=false")
+    m.write_file(u, "fail/config-changed", "1000")
+    since = len(m.events(u))
+    try:
+        m.juju("config", APP, "name=resolve1")
+        m.wait(in_error(m, u, "config-changed"), timeout=60)
+        # --no-retry: the failed hook is skipped, the unit carries on
+        m.juju("resolve", "--no-retry", u)
+        m.wait(not_in_error(u), timeout=60)
+        assert m.hooks(u, since).count("config-changed") == 1
+        assert m.read_file(u, "fail/config-changed").strip() == "999"
+        # plain resolve re-runs the hook now (no automatic retry is configured)
+        m.write_file(u, "fail/config-changed", "1")
+        since = len(m.events(u))
+        m.juju("config", APP, "name=resolve2")
+        m.wait(in_error(m, u, "config-changed"), timeout=60)
+        m.juju("resolve", u)
+        m.wait(not_in_error(u), timeout=60)
+        assert m.hooks(u, since).count("config-changed") == 2
+        p = m.juju("resolve", u, check=False)  # not in error any more
+        assert p.returncode != 0 and p.stderr.startswith("ERROR ")
+    finally:
+        m.remove_file(u, "fail/config-changed")
+        m.juju("model-config", "--reset", "automatically-retry-hooks")
+        m.juju("config", APP, "--reset", "name")
+
+
 def test_hanging_hook_times_out(env):
     m, u, o = env.m, env.u, env.o
     # sandbox-only model key; real Juju has no hook timeout.

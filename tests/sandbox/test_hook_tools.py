@@ -556,6 +556,18 @@ def test_action_get_defaults_and_types(env):
     assert r.results["count"] == "3"
 
 
+def test_run_params_file(env, tmp_path):
+    m, L = env.m, env.leader
+    f = tmp_path / "params.yaml"
+    f.write_text("message: from-file\ncount: 5\n")
+    r = m.run(L, "echo", extra=("--params", str(f)))
+    assert r.status == "completed", (r.cli.stdout, r.cli.stderr)
+    assert (r.results["message"], r.results["count"]) == ("from-file", "5")
+    # --string-args keeps k=v values as strings: "5" is not an integer
+    r = m.run(L, "echo", "message=x", "count=5", extra=("--string-args",))
+    assert r.cli.returncode != 0 and "task failed" not in r.cli.stderr
+
+
 def test_action_set_nesting_and_reserved(env):
     m, L = env.m, env.leader
     r = m.run(L, "run", "cmd=action-set a.b=1 a.c=2 top=t", extra=("--string-args",))

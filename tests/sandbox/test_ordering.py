@@ -134,6 +134,14 @@ def test_peer_relation_order(env):
         # before relation hooks)
         hooks = [e["event"] for e in evs if e["kind"] == "hook"]
         assert hooks.index("peers-relation-created") < hooks.index("start") < hooks.index("peers-relation-joined")
+    # juju-log in a relation hook is prefixed "<ep>:<id>: " (§3.4)
+    u = env.units[0]
+    rid = m.relation_id(u, "peers")
+    log = m.debug_log()
+    assert re.search(rf"^unit-{APP}-0: \d\d:\d\d:\d\d INFO unit\.{APP}/0\.juju-log {rid}: "
+                     rf'TT-EVENT {{"event":"peers-relation-joined"', log, re.M), log[-2000:]
+    assert re.search(rf"^unit-{APP}-0: \d\d:\d\d:\d\d INFO unit\.{APP}/0\.juju-log "
+                     rf'TT-EVENT {{"event":"install"', log, re.M)
 
 
 def test_cross_app_relation_order(env):
@@ -281,8 +289,12 @@ def test_remove_relation_order(env):
     m = env.m
     ob = env.state["ob"]
     m.install_script(ob, "db-client-relation-broken", r"""
+appw=$(relation-set --app bk=1 2>&1; echo "rc=$?")
+unitw=$(relation-set bk=1 2>&1; echo "rc=$?")
 printf '{"ids":%s,"list":%s}\n' "$(relation-ids --format json)" "$(relation-list --format json)" \
   > "$JUJU_CHARM_DIR/broken.json"
+printf '%s\n' "$appw" > "$JUJU_CHARM_DIR/broken-appw"
+printf '%s\n' "$unitw" > "$JUJU_CHARM_DIR/broken-unitw"
 """)
     since = {u: len(m.events(u)) for u in env.units + [ob]}
     m.juju("remove-relation", f"{APP}:db", f"{OTHER}:db-client")
@@ -299,6 +311,11 @@ printf '{"ids":%s,"list":%s}\n' "$(relation-ids --format json)" "$(relation-list
     broken = json.loads(poll(lambda: m.read_file(ob, "broken.json"), 30))
     assert broken["ids"] == [env.state["brid"]]  # still listed during broken
     assert broken["list"] == []
+    # in relation-broken, own unit data is still writable; app data is not (§5.3, §3.3)
+    assert m.read_file(ob, "broken-unitw") == "rc=0\n"
+    assert m.read_file(ob, "broken-appw") == (
+        "ERROR cannot read relation application settings: permission denied (unauthorized access)\n"
+        "rc=1\n")
     for u in env.units:
         ev = m.wait_event(u, lambda e: e["event"] == "db-relation-broken", since=since[u], timeout=60)
         names = [e["event"] for e in m.events(u)[since[u]:] if e["env"].get("JUJU_RELATION_ID") == env.state["rid"]]
@@ -307,3 +324,26 @@ printf '{"ids":%s,"list":%s}\n' "$(relation-ids --format json)" "$(relation-list
     # gone for good
     assert m.sh(ob, "relation-ids db-client") == ""
     assert "db" not in (m.status()["applications"][APP].get("relations") or {})
+
+
+def test_leader_removal(env):
+    m = env.m
+    old = m.leader(APP)
+    rest = [u for u in env.units if u != old]
+    since = {u: len(m.events(u)) for u in rest}
+    m.juju("remove-unit", "--no-prompt", old)
+    st = m.wait(lambda s: old not in (s["applications"][APP].get("units") or {})
+                and all_agents_idle(s, APP) and any(d.get("leader") for d in s["applications"][APP]["units"].values()),
+                timeout=180)
+    new = m.leader(APP, st)
+    assert new in rest
+    assert [u for u, d in st["applications"][APP]["units"].items() if d.get("leader")] == [new]
+    # the new leader gets leader-elected; the others leader-settings-changed (§5.2)
+    ev = m.wait_event(new, lambda e: e["event"] == "leader-elected", since=since[new])
+    assert ev["env"]["JUJU_UNIT_NAME"] == new
+    assert m.sh(new, "is-leader") == "True\n"
+    for u in rest:
+        if u != new:
+            assert "leader-elected" not in m.hooks(u, since[u])
+            m.wait_event(u, lambda e: e["event"] == "leader-settings-changed", since=since[u])
+            assert m.sh(u, "is-leader") == "False\n"

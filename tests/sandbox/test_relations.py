@@ -222,8 +222,9 @@ def test_show_unit_relation_info(env, rel):
         for name, ru in ri["related-units"].items():
             assert ru["in-scope"] is True
             assert "ingress-address" in ru["data"]
+        # the peer relation exists (and the unit is in its scope) even with no peers
         eps = sorted(r["endpoint"] for r in u["relation-info"])
-        assert eps == ["db-client", "info-client"]
+        assert eps == ["db-client", "info-client", "peers"]
         # on app-a, the peer relation is listed too
         sa = json.loads(m.juju("show-unit", env.leader, "--format", "json").stdout)[env.leader]
         peer = [r for r in sa["relation-info"] if r["endpoint"] == "peers"][0]
@@ -245,3 +246,18 @@ def test_remove_relation(env, rel):
          what="info relation gone from status")
     assert m.sh(env.b, "relation-ids info-client") == ""
     assert m.sh(env.b, "relation-ids db-client") == f"{rel.brid}\n"
+
+
+def test_application_status_derived_from_units(env):
+    # app-b's leader never set an application status: it follows the units
+    # by severity (§9.2)
+    m = env.m
+    try:
+        m.sh(env.b, 'status-set blocked "needs something"')
+        st = m.status()["applications"][B]["application-status"]
+        assert (st["current"], st.get("message")) == ("blocked", "needs something")
+        m.sh(env.b, "status-set waiting")
+        assert m.status()["applications"][B]["application-status"]["current"] == "waiting"
+    finally:
+        m.sh(env.b, "status-set active")
+    assert m.status()["applications"][B]["application-status"]["current"] == "active"
