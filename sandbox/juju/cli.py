@@ -1,6 +1,5 @@
 # The `juju` commands as the controller answers them (juju.md section 9): argv forms, JSON
 # shapes, error texts and exit codes of Juju 3.6, for the local model.
-import base64
 import hashlib
 import os
 import shutil
@@ -12,7 +11,7 @@ import yaml
 from . import charm as charmlib
 from . import execrun, fmt, secretstore
 from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
-from .hooktools import port_str, secret_info
+from .hooktools import port_str
 from .model import (JUJU_VERSION, MODEL_CONFIG_DEFAULTS, app_of, go_since, new_xid, now,
                     rfc3339, status, unit_tag)
 
@@ -76,6 +75,8 @@ def dispatch(ctl, req):
         return e.code, e.stdout.encode(), (cmd.stderr + f"ERROR {e}\n").encode(), 0
     except charmlib.CharmError as e:
         return 1, b"", (cmd.stderr + f"ERROR {e}\n").encode(), 0
+    except secretstore.SecretError as e:
+        return e.code, b"", (cmd.stderr + f"ERROR {e}\n").encode(), 0
 
 
 def out_format(opts, value):
@@ -1082,32 +1083,20 @@ def _secret_file_content(c, opts, pos):
     if opts.get("file"):
         try:
             with open(c.path(opts["file"])) as f:
-                data = yaml.safe_load(f) or {}
+                pairs = secretstore.file_pairs(f.read()) + pairs
         except OSError as e:
             raise CliError(f"cannot read {opts['file']}: {e.strerror}") from None
-        pairs = [f"{k}={v}" for k, v in data.items()] + pairs
-    content = {}
-    for item in pairs:
-        if "=" not in item:
-            raise UsageError(f'key value "{item}" not valid')
-        k, v = item.split("=", 1)
-        if k.endswith("#base64"):
-            k, enc = k[:-7], v
-        elif k.endswith("#file"):
-            k = k[:-5]
-            with open(c.path(v), "rb") as f:
-                enc = base64.b64encode(f.read()).decode()
-        else:
-            if v == "":
-                raise UsageError("empty secret value")
-            enc = base64.b64encode(str(v).encode()).decode()
-        import re
-        if not re.match(r"^([a-z](?:-?[a-z0-9]){2,})$", k):
-            raise UsageError(f'key "{k}" not valid')
-        content[k] = enc
-    if not content:
+    if not pairs:
         raise UsageError("missing secret value or filename")
-    return content
+
+    def read_value(path):
+        try:
+            with open(c.path(path), "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise CliError(f"cannot read {path}: {e.strerror}") from None
+
+    return secretstore.parse_content(pairs, read_value)
 
 
 def _user_secret(m, ref):
@@ -1215,17 +1204,7 @@ def _secret_doc(m, xid, rec, reveal=False, revisions=False, revision=None):
            "created": rfc3339(rec["created"]), "updated": rfc3339(rec["updated"])}
     if rec.get("name"):
         doc["name"] = rec["name"]
-    if rec.get("label"):
-        doc["label"] = rec["label"]
-    if rec.get("description"):
-        doc["description"] = rec["description"]
-    if rec.get("rotate") and rec["rotate"] != "never":
-        doc["rotation"] = rec["rotate"]
-        if rec.get("next_rotate"):
-            doc["rotates"] = rfc3339(rec["next_rotate"])
-    exp = rec["revisions"].get(str(rec["latest"]), {}).get("expire")
-    if exp:
-        doc["expires"] = rfc3339(exp)
+    doc.update(secretstore.metadata(m, rec, "expires"))
     rev = str(revision or rec["latest"])
     content = rec["revisions"].get(rev, {}).get("content") or {}
     doc["checksum"] = hashlib.sha256(fmt.go_json(content).encode()).hexdigest()
@@ -1236,9 +1215,6 @@ def _secret_doc(m, xid, rec, reveal=False, revisions=False, revision=None):
                              "created": rfc3339(v["created"]), "updated": rfc3339(v["updated"]),
                              **({"expires": rfc3339(v["expire"])} if v.get("expire") else {})}
                             for r, v in sorted(rec["revisions"].items(), key=lambda kv: int(kv[0]))]
-    access = secret_info(m, rec).get("access")
-    if access:
-        doc["access"] = access
     return doc
 
 

@@ -109,19 +109,16 @@ class HookContext:
 
     # ---- relation data ---------------------------------------------------------------------
     def own_unit_data(self, rid):
-        rel = self.model.relation(rid)
-        data = dict(rel["unit_data"].get(self.unit, {})) if rel else {}
-        for k, v in self.rel_writes.get(rid, {}).get("unit", {}).items():
-            if v is None:
-                data.pop(k, None)
-            else:
-                data[k] = v
-        return data
+        return self._own_data(rid, "unit_data", self.unit, "unit")
 
     def own_app_data(self, rid):
+        return self._own_data(rid, "app_data", self.app, "app")
+
+    def _own_data(self, rid, bag, entity, kind):
+        """Committed data overlaid with this context's pending writes (read-your-writes)."""
         rel = self.model.relation(rid)
-        data = dict(rel["app_data"].get(self.app, {})) if rel else {}
-        for k, v in self.rel_writes.get(rid, {}).get("app", {}).items():
+        data = dict(rel[bag].get(entity, {})) if rel else {}
+        for k, v in self.rel_writes.get(rid, {}).get(kind, {}).items():
             if v is None:
                 data.pop(k, None)
             else:

@@ -1,6 +1,5 @@
 # The hook tools (juju.md section 3) as the controller answers them: parsing with gnuflag rules,
 # Juju's output formats, exit codes and exact error strings, over a HookContext.
-import base64
 import os
 import re
 import time
@@ -9,7 +8,7 @@ import yaml
 
 from . import fmt, secretstore
 from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
-from .model import app_of, goal_since, new_xid, now, rfc3339, status, unit_tag
+from .model import app_of, goal_since, new_xid, now, status, unit_tag
 from .secretstore import SecretError
 
 
@@ -26,7 +25,6 @@ class NeedStdin(Exception):
 FORMAT = [Flag("format", default="smart"), Flag("o", "output")]
 UNIT_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*/[0-9]+$")
 APP_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]*[a-z][a-z0-9]*)*$")
-SECRET_KEY_RE = re.compile(r"^([a-z](?:-?[a-z0-9]){2,})$")
 ACTION_KEY_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 VALID_STATUS = ("maintenance", "blocked", "waiting", "active")
 
@@ -716,40 +714,18 @@ def _parse_expire(raw):
 
 
 def _secret_content(call, pos, file_opt):
-    content = {}
+    pairs = list(pos)
     if file_opt:
-        data = yaml.safe_load(call.read_file_arg(file_opt)) or {}
-        if not isinstance(data, dict):
-            raise ToolError("expected YAML map in secret file")
-        for k, v in data.items():
-            pos = [f"{k}={v}"] + list(pos) if not str(k).endswith("#base64") else \
-                [f"{k}={v}"] + list(pos)
-    for item in pos:
-        if "=" not in item:
-            raise UsageError(f'key value "{item}" not valid')
-        k, v = item.split("=", 1)
-        encoded = False
-        if k.endswith("#base64"):
-            k, encoded = k[:-7], True
-        elif k.endswith("#file"):
-            k = k[:-5]
-            try:
-                with open(call.unit_path(v), "rb") as f:
-                    v = base64.b64encode(f.read()).decode()
-            except OSError as e:
-                raise ToolError(f"cannot read secret value file {v}: {e.strerror}") from None
-            encoded = True
-        if not SECRET_KEY_RE.match(k):
-            raise UsageError(f'key "{k}" not valid')
-        if not encoded:
-            if v == "":
-                raise UsageError("empty secret value")
-            v = base64.b64encode(v.encode()).decode()
-        content[k] = v
-    total = sum(len(v) for v in content.values())
-    if total > 1024 * 1024:
-        raise ToolError("secret content too large")
-    return content
+        pairs = secretstore.file_pairs(call.read_file_arg(file_opt)) + pairs
+
+    def read_value(path):
+        try:
+            with open(call.unit_path(path), "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ToolError(f"cannot read secret value file {path}: {e.strerror}") from None
+
+    return secretstore.parse_content(pairs, read_value)
 
 
 def _rotate(raw):
@@ -1042,27 +1018,8 @@ def secret_info_get(call):
 
 
 def secret_info(m, rec):
-    info = {"revision": rec["latest"], "owner": rec["owner_kind"]}
-    if rec.get("label"):
-        info["label"] = rec["label"]
-    if rec.get("description"):
-        info["description"] = rec["description"]
-    if rec.get("rotate") and rec["rotate"] != "never":
-        info["rotation"] = rec["rotate"]
-        if rec.get("next_rotate"):
-            info["rotates"] = rfc3339(rec["next_rotate"])
-    exp = rec["revisions"].get(str(rec["latest"]), {}).get("expire")
-    if exp:
-        info["expiry"] = rfc3339(exp)
-    access = []
-    for g in rec["grants"]:
-        rel = m.relation(g["rel"]) if g.get("rel") is not None else None
-        target = ("application-" + g["target"]) if g["kind"] == "app" else unit_tag(g["target"])
-        scope = m.relation_tag(rel) if rel else f"model-{m.uuid}"
-        access.append({"target": target, "scope": scope, "role": g["role"]})
-    if access:
-        info["access"] = access
-    return info
+    return {"revision": rec["latest"], "owner": rec["owner_kind"],
+            **secretstore.metadata(m, rec, "expiry")}
 
 
 # ---- the rest -------------------------------------------------------------------------------------

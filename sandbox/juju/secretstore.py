@@ -1,12 +1,17 @@
 # Juju secrets (juju.md section 4): owners and consumers, revision tracking, labels,
 # relation-scoped grants, and when secret-changed/rotate/expired/remove hooks are owed.
 import base64
+import re
 
-from .model import app_of, now
+import yaml
+
+from .model import app_of, now, rfc3339, unit_tag
 
 ROTATE_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400,
                   "quarterly": 90 * 86400, "yearly": 365 * 86400}
 REFIRE = 300.0
+KEY_RE = re.compile(r"^([a-z](?:-?[a-z0-9]){2,})$")
+MAX_CONTENT = 1024 * 1024
 
 
 class SecretError(Exception):
@@ -28,6 +33,77 @@ def parse_uri(s):
     if len(xid) != 20 or not all(c in "0123456789abcdefghijklmnopqrstuv" for c in xid):
         raise SecretError(f'secret URI "{s}" not valid', 2)
     return xid
+
+
+def file_pairs(text):
+    """A --file YAML map of secret content, as key=value items (keys may carry #base64)."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SecretError(f"invalid secret file: {e}") from None
+    if not isinstance(data, dict):
+        raise SecretError("expected YAML map in secret file")
+    return [f"{k}={v}" for k, v in data.items()]
+
+
+def parse_content(pairs, read_value_file):
+    """key=value | key#base64=<b64> | key#file=<path> items -> {key: base64 value}.
+
+    read_value_file(path) returns the bytes of a #file value. Usage errors exit 2.
+    """
+    content = {}
+    for item in pairs:
+        if "=" not in item:
+            raise SecretError(f'key value "{item}" not valid', 2)
+        k, v = item.split("=", 1)
+        if k.endswith("#base64"):
+            k = k[:-7]
+            try:
+                base64.b64decode(v, validate=True)
+            except ValueError:
+                raise SecretError(f'base64 value for key "{k}" not valid', 2) from None
+        elif k.endswith("#file"):
+            k = k[:-5]
+            v = base64.b64encode(read_value_file(v)).decode()
+        else:
+            if v == "":
+                raise SecretError("empty secret value", 2)
+            v = base64.b64encode(v.encode()).decode()
+        if not KEY_RE.match(k):
+            raise SecretError(f'key "{k}" not valid', 2)
+        content[k] = v
+    if sum(len(v) for v in content.values()) > MAX_CONTENT:
+        raise SecretError("secret content too large")
+    return content
+
+
+def access_list(m, rec):
+    out = []
+    for g in rec["grants"]:
+        rel = m.relation(g["rel"]) if g.get("rel") is not None else None
+        target = ("application-" + g["target"]) if g["kind"] == "app" else unit_tag(g["target"])
+        scope = m.relation_tag(rel) if rel else f"model-{m.uuid}"
+        out.append({"target": target, "scope": scope, "role": g["role"]})
+    return out
+
+
+def metadata(m, rec, expiry_key):
+    """Fields shared by secret-info-get and juju show-secret (empty ones omitted)."""
+    info = {}
+    for key in ("label", "description"):
+        if rec.get(key):
+            info[key] = rec[key]
+    if rec.get("rotate") and rec["rotate"] != "never":
+        info["rotation"] = rec["rotate"]
+        if rec.get("next_rotate"):
+            info["rotates"] = rfc3339(rec["next_rotate"])
+    exp = rec["revisions"].get(str(rec["latest"]), {}).get("expire")
+    if exp:
+        info[expiry_key] = rfc3339(exp)
+    access = access_list(m, rec)
+    if access:
+        info["access"] = access
+    return info
 
 
 def long_uri(m, xid):
