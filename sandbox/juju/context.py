@@ -184,10 +184,6 @@ class HookContext:
         secretstore.apply(m, self, self.secret_ops)
         return True, ""
 
-    def commit_action(self):
-        """Actions commit like hooks when they exit 0; action-set/log are kept regardless."""
-        return self.commit()
-
 
 def _apply(data, writes):
     changed = False

@@ -385,7 +385,8 @@ class Uniter:
             task["status"] = "failed"
             task["message"] = f'action not implemented on unit "{self.unit}"'
         else:
-            ctx.commit_action()
+            if result.code == 0:  # like hooks; action-set/log/fail are kept regardless
+                ctx.commit()
             res["return-code"] = result.code
             for key, data in (("stdout", result.stdout), ("stderr", result.stderr)):
                 if data:

@@ -211,6 +211,27 @@ def test_action_nonzero_exit(env):
     assert r.task["unit"] == u
 
 
+def test_action_nonzero_exit_discards_writes(env):
+    # juju.md 3.2: transactional writes apply only on exit 0; action-set is kept (8.2)
+    m, u = env.m, env.u
+    m.install_script(u, "crash", "state-set act-key=written\naction-set noted=yes\nexit 5")
+    try:
+        r = m.run(u, "crash")
+        assert r.status == "failed" and r.results["return-code"] == 5
+        assert r.results.get("noted") == "yes"
+        assert m.sh(u, "state-get act-key") == ""
+    finally:
+        m.remove_script(u, "crash")
+    m.install_script(u, "crash", "state-set act-key=written")
+    try:
+        r = m.run(u, "crash")
+        assert r.status == "completed"
+        assert m.sh(u, "state-get act-key") == "written\n"
+    finally:
+        m.remove_script(u, "crash")
+        m.sh(u, "state-delete act-key")
+
+
 def test_action_fail_exit_zero(env):
     m, u = env.m, env.u
     r = m.run(u, "fail", "message=boom")
