@@ -331,6 +331,53 @@ def cmd_deploy(c):
     return ""
 
 
+def cmd_refresh(c):
+    """juju refresh <app> --path <charm>: a new local revision; units run upgrade-charm."""
+    opts, pos = c.parse([Flag("path"), Flag("switch"), Flag("channel"), Flag("revision"),
+                         Flag("base"), Flag("force", kind="bool"),
+                         Flag("force-units", kind="bool"), Flag("force-base", kind="bool"),
+                         Flag("resource", multi=True), Flag("config", multi=True),
+                         Flag("trust", kind="bool")])
+    if len(pos) != 1:
+        raise UsageError("expected application name" if not pos else format_unrecognized(pos[1:]))
+    m = c.model(opts)
+    app = pos[0]
+    src = opts.get("path") or opts.get("switch")
+    if not src:
+        raise CliError(f'"{app}" was deployed from a local charm: use --path to refresh it')
+    src = c.path(src)
+    if not os.path.exists(src):
+        raise CliError(f'charm or bundle at "{src}" not found')
+    tmp = os.path.join(m.path, "charms", f".incoming-{new_xid()}")
+    try:
+        charmlib.unpack(src, tmp)
+        meta, options, actions = charmlib.read_contract(tmp)
+    except charmlib.CharmError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    with m.lock:
+        ad = _app(m, app)
+        if meta["name"] != ad["charm_name"]:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CliError(f'cannot refresh "{app}": charm name "{meta["name"]}" differs from '
+                           f'"{ad["charm_name"]}"')
+        settings = {k: v for k, v in ad["settings"].items() if k in options}
+        settings.update(_config_args(c, opts.get("config") or [], options, app))
+        rev = ad["charm_rev"] + 1
+        store = os.path.join(m.path, "charms", f"{app}-{rev}")
+        shutil.rmtree(store, ignore_errors=True)
+        os.replace(tmp, store)
+        old_store = ad["charm_store"]
+        ad.update(charm_store=store, charm_rev=rev, meta=meta, options=options,
+                  actions=actions, settings=settings)
+        ad["config_version"] += 1
+        ensure_peer_relations(m, app)
+        m.changed()
+    shutil.rmtree(old_store, ignore_errors=True)
+    c.stderr += f'Added local charm "{meta["name"]}", revision {rev}, to the model\n'
+    return ""
+
+
 def _config_args(c, items, options, app):
     """--config k=v or --config file.yaml (the file keyed by application name)."""
     settings = {}
@@ -1295,6 +1342,7 @@ COMMANDS = {
     "model-config": cmd_model_config, "version": cmd_version,
     "deploy": cmd_deploy, "add-unit": cmd_add_unit, "remove-unit": cmd_remove_unit,
     "remove-application": cmd_remove_application, "config": cmd_config, "trust": cmd_trust,
+    "refresh": cmd_refresh, "upgrade-charm": cmd_refresh,
     "expose": cmd_expose, "unexpose": cmd_expose, "resolve": cmd_resolve,
     "resolved": cmd_resolve, "integrate": cmd_integrate, "relate": cmd_integrate,
     "add-relation": cmd_integrate, "remove-relation": cmd_remove_relation,

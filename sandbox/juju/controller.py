@@ -231,7 +231,7 @@ class Controller:
             "agent": status("allocating", "", t), "workload_set": False,
             "ports": [], "state": {}, "leader_seen": False, "leader_version_seen": -1,
             "config_version_seen": -1, "relations": {}, "error": None,
-            "last_update_status": t, "task_queue": [],
+            "last_update_status": t, "task_queue": [], "charm_rev": m.app(app)["charm_rev"],
         }
 
     def start_uniter(self, m, unit):

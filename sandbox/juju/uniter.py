@@ -129,6 +129,9 @@ class Uniter:
         # 11: install
         if not ud["installed"]:
             return Op(kind="hook", hook="install"), None
+        # 12: upgrade-charm when the application's charm changed (juju refresh)
+        if ud.get("charm_rev", 0) < ad["charm_rev"]:
+            return Op(kind="hook", hook="upgrade-charm", charm_rev=ad["charm_rev"]), None
         # 13: config-changed
         if ud["config_version_seen"] < ad["config_version"]:
             return Op(kind="hook", hook="config-changed", version=ad["config_version"]), None
@@ -220,6 +223,8 @@ class Uniter:
                                   "cleaning up prior to charm deletion")
             if hook.endswith("-relation-created"):
                 self.ctl.enter_relation(m, self.unit, m.relation(op["rel"]))
+            elif hook == "upgrade-charm":
+                self.ctl.install_charm(m, self.unit)
             msg = f"running {hook} hook"
             if op.get("remote_unit"):
                 msg += f" for {op['remote_unit']}"
@@ -344,6 +349,10 @@ class Uniter:
             ud["last_update_status"] = now()
             if not ud.get("workload_set"):
                 ud["workload"] = status("unknown", "")
+        elif hook == "upgrade-charm":
+            # config-changed follows upgrade-charm (juju.md 5.2)
+            ud["charm_rev"] = op["charm_rev"]
+            ud["config_version_seen"] = -1
         elif hook == "update-status":
             ud["last_update_status"] = now()
         elif hook == "stop":
