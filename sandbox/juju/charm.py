@@ -97,6 +97,10 @@ def read_contract(charm_dir):
                              "scope": spec.get("scope", "global"),
                              "limit": spec.get("limit"),
                              "optional": bool(spec.get("optional", False))}
+    # every charm implicitly provides juju-info (what subordinates usually attach to)
+    endpoints.setdefault("juju-info", {"role": "provider", "interface": "juju-info",
+                                       "scope": "global", "limit": None, "optional": False,
+                                       "implicit": True})
     meta["_endpoints"] = endpoints
     return meta, options, actions or {}
 

@@ -672,6 +672,8 @@ def cmd_integrate(c):
 def _create_relation(m, eps, peer):
     rid = m.next_id("relation")
     rel = {"id": rid, "peer": peer, "life": "alive", "created": now(),
+           # container scope when either end asks for it (a subordinate's relation)
+           "container": any(spec.get("scope") == "container" for _, _, spec in eps),
            "endpoints": [{"app": app, "name": name, "role": spec["role"],
                           "interface": spec["interface"], "scope": spec.get("scope", "global")}
                          for app, name, spec in eps],
@@ -713,6 +715,11 @@ def cmd_remove_relation(c):
             raise UsageError("a relation must involve two applications")
         for rel in found:
             rel["life"] = "dying"
+            if rel.get("container"):  # subordinate units leave with their relation
+                apps = [e["app"] for e in rel["endpoints"]]
+                for u, ud in list(m.d["units"].items()):
+                    if ud.get("principal") and ud["app"] in apps and app_of(ud["principal"]) in apps:
+                        c.ctl.remove_unit(m, u)
             c.ctl.maybe_drop_relation(m, rel["id"])
         m.changed()
     return ""
@@ -778,25 +785,25 @@ def status_doc(c, m):
         units = {}
         for u in m.units_of(app):
             ud = m.unit(u)
-            mach = m.d["machines"].get(ud["machine"]) or {}
-            agent = ud["agent"]
-            entry = {"workload-status": _st(unit_workload(ud)),
-                     "juju-status": _st(agent, {"version": JUJU_VERSION}),
-                     "leader": ad.get("leader") == u,
-                     "machine": ud["machine"],
-                     "public-address": mach.get("address", "")}
-            if ud["ports"]:
-                entry["open-ports"] = [port_str(p) for p in ud["ports"]]
-            if ud["life"] != "alive":
-                entry["life"] = ud["life"]
+            if ud.get("principal"):
+                continue  # shown under its principal unit
+            entry = _unit_status(c, m, u, machine=True)
+            subs = {s: _unit_status(c, m, s) for s in sorted(c.ctl.subordinates_of(m, u))}
+            if subs:
+                entry["subordinates"] = subs
             units[u] = entry
         doc = {"charm": f"local:{ad['charm_name']}-{ad['charm_rev']}", "charm-origin": "local",
                "charm-name": ad["charm_name"], "charm-rev": ad["charm_rev"],
                "exposed": ad["exposed"], "base": {"name": "ubuntu", "channel": "24.04"},
                "application-status": _st(app_status(m, app)), "relations": rels,
-               "units": units,
                "endpoint-bindings": {"": "alpha", **{e: "alpha"
                                                      for e in ad["meta"]["_endpoints"]}}}
+        if ad["subordinate"]:
+            doc["subordinate-to"] = sorted({
+                m.remote_endpoint(r, app)["app"] for r in m.relations_of(app)
+                if r.get("container") and not r["peer"]})
+        else:
+            doc["units"] = units
         if ad["version"]:
             doc["version"] = ad["version"]
         if ad["life"] != "alive":
@@ -808,6 +815,22 @@ def status_doc(c, m):
                       "sla": "unsupported"},
             "machines": machines, "applications": apps, "storage": {},
             "controller": {"timestamp": time.strftime("%H:%M:%SZ", time.gmtime())}}
+
+
+def _unit_status(c, m, u, machine=False):
+    ud = m.unit(u)
+    mach = m.d["machines"].get(ud["machine"]) or {}
+    entry = {"workload-status": _st(unit_workload(ud)),
+             "juju-status": _st(ud["agent"], {"version": JUJU_VERSION}),
+             "leader": m.app(ud["app"]).get("leader") == u,
+             "public-address": mach.get("address", "")}
+    if machine:
+        entry["machine"] = ud["machine"]
+    if ud["ports"]:
+        entry["open-ports"] = [port_str(p) for p in ud["ports"]]
+    if ud["life"] != "alive":
+        entry["life"] = ud["life"]
+    return entry
 
 
 def cmd_status(c):
@@ -831,17 +854,20 @@ def tabular_status(doc):
     for app, ad in doc["applications"].items():
         st = ad["application-status"]
         lines.append(f"{app:<16} {ad.get('version', ''):<8} {st['current']:<12} "
-                     f"{len(ad['units']):<5} {ad['charm-name']:<16} {ad['charm-rev']:<4} "
+                     f"{len(ad.get('units', {})):<5} {ad['charm-name']:<16} {ad['charm-rev']:<4} "
                      f"{st.get('message', '')}")
     lines += ["", f"{'Unit':<18} {'Workload':<12} {'Agent':<10} {'Machine':<8} "
                   f"{'Public address':<15} {'Ports':<10} Message"]
     for app, ad in doc["applications"].items():
-        for u, ud in ad["units"].items():
-            star = "*" if ud["leader"] else ""
-            ws = ud["workload-status"]
-            lines.append(f"{u + star:<18} {ws['current']:<12} {ud['juju-status']['current']:<10} "
-                         f"{ud['machine']:<8} {ud['public-address']:<15} "
-                         f"{','.join(ud.get('open-ports', [])):<10} {ws.get('message', '')}")
+        for u, ud in ad.get("units", {}).items():
+            rows = [(u, ud)] + [("  " + s, sd) for s, sd in ud.get("subordinates", {}).items()]
+            for name, row in rows:
+                star = "*" if row["leader"] else ""
+                ws = row["workload-status"]
+                lines.append(f"{name + star:<18} {ws['current']:<12} "
+                             f"{row['juju-status']['current']:<10} {row.get('machine', ''):<8} "
+                             f"{row['public-address']:<15} "
+                             f"{','.join(row.get('open-ports', [])):<10} {ws.get('message', '')}")
     lines += ["", f"{'Machine':<8} {'State':<8} {'Address':<15} {'Inst id':<16} Base"]
     for mid, mach in doc["machines"].items():
         lines.append(f"{mid:<8} {mach['juju-status']['current']:<8} {mach['dns-name']:<15} "

@@ -256,6 +256,36 @@ class Controller:
         rel["unit_version"].setdefault(unit, 0)
         if unit not in rel["scope"] and ud["life"] == "alive":
             rel["scope"].append(unit)
+            if rel.get("container") and not ud.get("principal"):
+                self.ensure_subordinate(m, unit, rel)
+
+    def ensure_subordinate(self, m, principal, rel):
+        """A principal entering a container-scoped relation gets a unit of the subordinate."""
+        sub_app = m.remote_endpoint(rel, app_of(principal))["app"]
+        sad = m.app(sub_app)
+        if sad is None or not sad["subordinate"] or sad["life"] != "alive":
+            return
+        pud = m.unit(principal)
+        if any(m.unit(u)["machine"] == pud["machine"] for u in m.units_of(sub_app)):
+            return
+        n = sad["next_unit"]
+        sad["next_unit"] += 1
+        unit = f"{sub_app}/{n}"
+        ud = self.new_unit_record(m, sub_app, n, pud["machine"])
+        ud["principal"] = principal
+        m.d["units"][unit] = ud
+        mach = m.d["machines"][pud["machine"]]
+        mach["units"].append(unit)
+        if mach.get("ready"):
+            root = self.machine_root(m, pud["machine"])
+            host.add_unit_tools(root, unit_tag(unit))
+            self.install_charm(m, unit)
+            self.listen_machine(m, pud["machine"])
+        m.elect_leader(sub_app)
+        self.start_uniter(m, unit)
+
+    def subordinates_of(self, m, principal):
+        return [u for u, ud in m.d["units"].items() if ud.get("principal") == principal]
 
     def leave_scope(self, m, unit):
         for rel in m.d["relations"].values():
@@ -286,6 +316,11 @@ class Controller:
             mid = ud["machine"]
             mach = m.d["machines"].get(mid)
             others = [x for x in (mach or {}).get("units", []) if x != unit]
+            if others:
+                root = self.machine_root(m, mid)
+                d = f"{root}/var/lib/juju/agents/{unit_tag(unit)}"
+                self.unlisten(f"{d}/agent.socket")
+                self.unlisten(f"{d}/run.socket")
         if not others:
             self.destroy_machine(m, mid)
         with m.lock:
@@ -473,6 +508,8 @@ class Controller:
         ud = m.unit(unit)
         if ud["life"] != "alive":
             return
+        for sub in self.subordinates_of(m, unit):  # subordinates go with their principal
+            self.remove_unit(m, sub)
         ud["life"] = "dying"
         self.leave_scope(m, unit)
         m.elect_leader(ud["app"])

@@ -161,7 +161,10 @@ class Model:
         """Units of the other side currently in scope (for a peer relation: the other peers)."""
         app = app_of(unit)
         remote_app = self.remote_endpoint(rel, app)["app"]
-        return sorted((u for u in rel["scope"] if app_of(u) == remote_app and u != unit),
+        same_machine = rel.get("container")
+        mine = self.d["units"][unit]["machine"] if same_machine else None
+        return sorted((u for u in rel["scope"] if app_of(u) == remote_app and u != unit
+                       and (not same_machine or self.d["units"][u]["machine"] == mine)),
                       key=lambda u: (app_of(u), int(u.rsplit("/", 1)[1])))
 
     def address_of(self, unit):
