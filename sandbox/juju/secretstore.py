@@ -202,7 +202,10 @@ def next_secret_op(m, unit, t):
                 elif t < due:
                     wake.append(due)
             if rec.get("next_rotate"):
-                due = max(rec["next_rotate"], rec.get("rotate_refire") or 0)
+                # rotation comes early when the latest revision expires sooner
+                exp = rec["revisions"].get(str(rec["latest"]), {}).get("expire")
+                first = min(rec["next_rotate"], exp) if exp else rec["next_rotate"]
+                due = max(first, rec.get("rotate_refire") or 0)
                 if t >= due and found["rotate"] is None:
                     found["rotate"] = {"hook": "secret-rotate", "secret": {
                         "uri": uri, "xid": xid, "label": rec["label"]}}
