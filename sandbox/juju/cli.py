@@ -5,6 +5,7 @@ import os
 import shutil
 import threading
 import time
+import traceback
 
 import yaml
 
@@ -77,6 +78,11 @@ def dispatch(ctl, req):
         return 1, b"", (cmd.stderr + f"ERROR {e}\n").encode(), 0
     except secretstore.SecretError as e:
         return e.code, b"", (cmd.stderr + f"ERROR {e}\n").encode(), 0
+    except ValueError as e:  # bad values deep in a command (durations, numbers)
+        return 2, b"", (cmd.stderr + f"ERROR {e}\n").encode(), 0
+    except Exception as e:  # a bug: answer like Juju (one ERROR line), keep the trace
+        traceback.print_exc()
+        return 1, b"", (cmd.stderr + f"ERROR internal error: {e!r}\n").encode(), 0
 
 
 def out_format(opts, value):
@@ -459,7 +465,7 @@ def cmd_remove_unit(c):
                     raise CliError(f'unit "{name}" not found', 1)
                 targets.append(name)
         for u in targets:
-            c.ctl.remove_unit(m, u)
+            c.ctl.remove_unit(m, u, force=opts["force"])
             c.stderr += f"will remove unit {u}\n"
         m.changed()
     return ""
@@ -476,7 +482,7 @@ def cmd_remove_application(c):
         for name in pos:
             _app(m, name)
         for name in pos:
-            c.ctl.remove_application(m, name)
+            c.ctl.remove_application(m, name, force=opts["force"])
             c.stderr += f"will remove application {name}\n"
         m.changed()
     return ""
@@ -565,6 +571,9 @@ def cmd_trust(c):
 
 def cmd_expose(c):
     opts, pos = c.parse([Flag("endpoints"), Flag("to-cidrs"), Flag("to-spaces")])
+    if len(pos) != 1:
+        raise UsageError("no application name specified" if not pos else
+                         format_unrecognized(pos[1:]))
     m = c.model(opts)
     with m.lock:
         _app(m, pos[0])["exposed"] = c.name == "expose"
@@ -822,8 +831,9 @@ def _unit_status(c, m, u, machine=False):
     mach = m.d["machines"].get(ud["machine"]) or {}
     entry = {"workload-status": _st(unit_workload(ud)),
              "juju-status": _st(ud["agent"], {"version": JUJU_VERSION}),
-             "leader": m.app(ud["app"]).get("leader") == u,
              "public-address": mach.get("address", "")}
+    if m.app(ud["app"]).get("leader") == u:
+        entry["leader"] = True  # omitempty, as juju's formatter
     if machine:
         entry["machine"] = ud["machine"]
     if ud["ports"]:
@@ -862,7 +872,7 @@ def tabular_status(doc):
         for u, ud in ad.get("units", {}).items():
             rows = [(u, ud)] + [("  " + s, sd) for s, sd in ud.get("subordinates", {}).items()]
             for name, row in rows:
-                star = "*" if row["leader"] else ""
+                star = "*" if row.get("leader") else ""
                 ws = row["workload-status"]
                 lines.append(f"{name + star:<18} {ws['current']:<12} "
                              f"{row['juju-status']['current']:<10} {row.get('machine', ''):<8} "
@@ -1042,6 +1052,13 @@ def cmd_run(c):
     return text
 
 
+def _machine_exec(ctl, m, mid, command, req):
+    try:
+        req["result"] = execrun.run_no_context(ctl, m, mid, command, user="ubuntu")
+    finally:
+        req["done"].set()
+
+
 def _plain_result(doc):
     res = dict(doc.get("results") or {})
     out = res.pop("stdout", "")
@@ -1090,15 +1107,15 @@ def cmd_exec(c):
             if spec:
                 _app(m, spec)
                 units += m.units_of(spec)
+        machines = []
         if opts.get("machine"):
             for mid in opts["machine"].split(","):
-                mach = m.d["machines"].get(mid)
-                if mach is None:
+                if mid not in m.d["machines"]:
                     raise CliError(f'machine "{mid}" not found')
-                units.append(mach["units"][0])
+                machines.append(mid)
         if opts["all"]:
             units = sorted(m.d["units"])
-        if not units:
+        if not units and not machines:
             raise CliError("You must specify a target, either through --all, --machine, "
                            "--app or --unit", 2)
         reqs = []
@@ -1107,6 +1124,14 @@ def cmd_exec(c):
             task["status"] = "running"
             task["started"] = now()
             reqs.append((task, execrun.queue_commands(c.ctl, m, u, command)))
+        for mid in machines:  # machines: no hook context, as the ubuntu user (juju.md 7)
+            task = _new_task(m, m.d["machines"][mid]["units"][0], "juju-exec",
+                             {"command": command, "timeout": 0})
+            task.update(status="running", started=now(), machine=mid)
+            req = {"done": threading.Event(), "result": None}
+            reqs.append((task, req))
+            threading.Thread(target=_machine_exec, args=(c.ctl, m, mid, command, req),
+                             daemon=True).start()
         m.changed()
     deadline = None if not wait else time.monotonic() + wait
     timed_out = False
@@ -1125,8 +1150,7 @@ def cmd_exec(c):
                 if r.stderr:
                     res["stderr"] = r.stderr.decode("utf-8", "replace")
                 task.update(status="completed", results=res, completed=now())
-            docs[task["unit"] if not opts.get("machine") else
-                 m.unit(task["unit"])["machine"]] = _task_doc(task)
+            docs[task.get("machine") or task["unit"]] = _task_doc(task)
         m.changed()
     if opts["format"] in ("json", "yaml"):
         text = out_format(opts, docs)

@@ -137,6 +137,22 @@ class Controller:
         threading.Thread(target=self.provision, args=(m, mid), daemon=True).start()
         return mid
 
+    def machine_down(self, m, mid):
+        """The machine's init died (a crash): reboot it, as a cloud would restart it."""
+        mach = m.d["machines"].get(mid)
+        if not mach or not mach.get("ready"):
+            return
+        mach["ready"] = False
+        mach["status"] = status("down", "agent is not communicating with the server")
+        m.log(f"machine-{mid}", "WARNING", "juju.worker.provisioner",
+              f"machine {mid} is down; restarting it")
+        for unit in mach["units"]:
+            ud = m.unit(unit)
+            if ud and ud["started"]:
+                ud["start_queued"] = True  # start runs again after a reboot
+        m.changed()
+        threading.Thread(target=self.provision, args=(m, mid), daemon=True).start()
+
     def hosts_text(self, m):
         lines = ["127.0.0.1 localhost", "::1 localhost ip6-localhost ip6-loopback"]
         for mach in m.d["machines"].values():
@@ -309,6 +325,7 @@ class Controller:
             u = self.uniters.pop(key, None)
         if u:
             u.stop()
+            u.abandon()
         with m.lock:
             ud = m.unit(unit)
             if ud is None:
@@ -337,6 +354,9 @@ class Controller:
             ad = m.app(app)
             if ad and ad["life"] != "alive" and not m.units_of(app):
                 self.drop_app(m, app)
+            elif ad:
+                # the lease stays with a dying leader until its unit is gone (5.5)
+                m.elect_leader(app)
             m.changed()
 
     def drop_app(self, m, app):
@@ -466,19 +486,13 @@ class Controller:
         with m.lock:
             m.d["life"] = "dying"
             for app in list(m.d["apps"]):
-                self.remove_application(m, app)
+                self.remove_application(m, app, force=True)
             m.changed()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with m.lock:
                 if not m.d["units"]:
                     break
-                # a unit stuck in a hook error would block removal forever: force it
-                for unit, ud in m.d["units"].items():
-                    if ud.get("error") and ud["life"] != "dead":
-                        ud["life"] = "dead"
-                        threading.Thread(target=self.unit_dead, args=(m, unit),
-                                         daemon=True).start()
             time.sleep(0.1)
         with self.lock:
             for key in [k for k in self.uniters if k[0] == m.uuid]:
@@ -494,26 +508,30 @@ class Controller:
             self.save_meta()
         shutil.rmtree(m.path, ignore_errors=True)
 
-    def remove_application(self, m, app):
+    def remove_application(self, m, app, force=False):
         ad = m.app(app)
         ad["life"] = "dying"
         for rel in m.relations_of(app):
             rel["life"] = "dying"
         for unit in m.units_of(app):
-            self.remove_unit(m, unit)
+            self.remove_unit(m, unit, force)
         if not m.units_of(app):
             self.drop_app(m, app)
 
-    def remove_unit(self, m, unit):
+    def remove_unit(self, m, unit, force=False):
         ud = m.unit(unit)
-        if ud["life"] != "alive":
+        if force:
+            ud["force"] = True
+        if ud["life"] == "dead":
             return
         for sub in self.subordinates_of(m, unit):  # subordinates go with their principal
-            self.remove_unit(m, sub)
-        ud["life"] = "dying"
-        self.leave_scope(m, unit)
-        m.elect_leader(ud["app"])
-        if not m.d["machines"].get(ud["machine"], {}).get("ready") and not ud["installed"]:
+            self.remove_unit(m, sub, force)
+        if ud["life"] == "alive":
+            ud["life"] = "dying"
+            self.leave_scope(m, unit)
+        stuck = force and ud.get("error")
+        never_ran = not m.d["machines"].get(ud["machine"], {}).get("ready") and not ud["installed"]
+        if stuck or never_ran:
             ud["life"] = "dead"
             threading.Thread(target=self.unit_dead, args=(m, unit), daemon=True).start()
 

@@ -11,6 +11,22 @@ EXEC_FLAGS = [Flag("u", "unit"), Flag("r", "relation"), Flag("remote-unit"), Fla
 USAGE = "Usage: juju-exec [options] <unit-name> <commands>\n"
 
 
+def run_no_context(ctl, m, mid, commands, user=None):
+    """Run commands on a machine outside any hook context (juju-exec --no-context,
+    juju exec --machine), as root or as the given user when it exists."""
+    import pwd
+    argv = ["/bin/bash", "-s"]
+    env = {"PATH": host.AGENT_PATH, "LANG": "C.UTF-8"}
+    if user:
+        try:
+            pw = pwd.getpwnam(user)
+            argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
+            env.update(HOME=pw.pw_dir, USER=user, LOGNAME=user)
+        except KeyError:
+            pass  # no such user on this host: root, as on a machine without it
+    return host.run_in(ctl.machine_pid(m, mid), argv, env, cwd="/", stdin=commands.encode())
+
+
 def queue_commands(ctl, m, unit, commands, relation=None, remote_unit=None, remote_app=None,
                    timeout=None):
     """Queue on the unit's uniter; returns the request whose 'done' event is set when run."""
@@ -49,9 +65,7 @@ def juju_exec(ctl, m, unit, req):
     if opts["no_context"]:
         with m.lock:
             mid = m.unit(unit)["machine"]
-            env = {"PATH": host.AGENT_PATH, "LANG": "C.UTF-8"}
-        r = host.run_in(ctl.machine_pid(m, mid), ["/bin/bash", "-s"], env, cwd="/",
-                        stdin=commands.encode())
+        r = run_no_context(ctl, m, mid, commands)
         return r.code, r.stdout, r.stderr, 0
     relation = None
     remote_unit = opts.get("remote_unit")

@@ -3,6 +3,7 @@
 import os
 import re
 import time
+import traceback
 
 import yaml
 
@@ -100,6 +101,11 @@ def run_tool(ctl, ctx, name, args, cwd, stdin):
         return 2, "", call.stderr + f"ERROR {e}\n", False
     except (ToolError, SecretError) as e:
         return e.code, "", call.stderr + f"ERROR {e}\n", False
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:  # bad input files
+        return 1, "", call.stderr + f"ERROR {e}\n", False
+    except Exception as e:  # a bug: answer with one ERROR line, keep the trace
+        traceback.print_exc()
+        return 1, "", call.stderr + f"ERROR internal error: {e!r}\n", False
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -261,7 +267,7 @@ def relation_set(call):
                             Flag("format")])
     ctx = call.ctx
     if opts.get("format") is not None:
-        call.stderr += '--format flag deprecated for command "relation-set"\n'
+        call.stderr += '--format flag deprecated for command "relation-set"'
     rid = context_relation(call, opts)
     values = {}
     if opts.get("file"):
@@ -274,8 +280,6 @@ def relation_set(call):
             raise ToolError("expected YAML map in settings file")
         values.update({str(k): ("" if v is None else str(v)) for k, v in data.items()})
     values.update(key_values(pos))
-    if not values and not opts.get("file"):
-        raise UsageError('no settings specified')
     if opts["app"]:
         if not ctx.is_leader():
             raise ToolError("cannot write relation settings")
@@ -331,6 +335,8 @@ def leader_set(call):
     values = key_values(pos)
     if opts.get("file"):
         data = yaml.safe_load(call.read_file_arg(opts["file"])) or {}
+        if not isinstance(data, dict):
+            raise ToolError("expected YAML map in settings file")
         values = {**{str(k): str(v) for k, v in data.items()}, **values}
     if not call.ctx.is_leader():
         raise ToolError("cannot write leadership settings: cannot write settings: not the leader")
@@ -1011,14 +1017,14 @@ def secret_info_get(call):
         raise UsageError("require either a secret URI or label")
     no_more(pos[1:])
     xid, rec = _resolve(call, pos[0] if pos else None, opts.get("label"), owner_only=True)
-    if not secretstore.manages(call.m, call.ctx.unit, rec) and not (
-            rec["owner_kind"] == "application" and rec["owner"] == call.ctx.app):
-        raise SecretError("permission denied")
+    if not secretstore.owns(call.m, call.ctx.unit, rec):
+        raise SecretError(f'secret "{pos[0] if pos else opts["label"]}" not found')
     return call.output(opts, {xid: secret_info(call.m, rec)})
 
 
 def secret_info(m, rec):
-    return {"revision": rec["latest"], "owner": rec["owner_kind"],
+    # label has no omitempty in Juju's secret-info-get output
+    return {"revision": rec["latest"], "owner": rec["owner_kind"], "label": rec.get("label") or "",
             **secretstore.metadata(m, rec, "expiry")}
 
 

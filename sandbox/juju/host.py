@@ -132,8 +132,9 @@ def netns_exists(name):
 def create_netns(ns, bridge, veth, address, subnet, mac):
     """Create the unit's network namespace wired to the model bridge as eth0."""
     net = ipaddress.ip_network(subnet)
-    if not netns_exists(ns):
-        _ip("netns", "add", ns)
+    if netns_exists(ns):  # left by a machine that crashed: start from a clean one
+        _ip("netns", "del", ns, check=False)
+    _ip("netns", "add", ns)
     peer = "t" + veth[1:]
     if _ip("link", "show", veth, check=False).returncode == 0:
         _ip("link", "del", veth, check=False)

@@ -206,7 +206,7 @@ class Model:
         """Give the app a leader if it has none (lowest-numbered alive unit)."""
         ad = self.app(app)
         leader = ad.get("leader")
-        if leader and self.unit(leader) and self.unit(leader)["life"] == "alive":
+        if leader and self.unit(leader) and self.unit(leader)["life"] != "dead":
             return
         alive = self.units_of(app, alive_only=True)
         ad["leader"] = alive[0] if alive else None

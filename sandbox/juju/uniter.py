@@ -49,6 +49,20 @@ class Uniter:
         with self.model.cond:
             self.model.cond.notify_all()
 
+    def abandon(self):
+        """The unit is gone: answer queued juju-exec commands and fail pending actions."""
+        m = self.model
+        with m.cond:
+            while self.exec_queue:
+                req = self.exec_queue.pop(0)
+                req["result"] = host.Result(1, b"", f'ERROR unit "{self.unit}" not found\n'.encode())
+                req["done"].set()
+            for task in m.d["tasks"].values():
+                if task["unit"] == self.unit and task["status"] in ("pending", "running"):
+                    task.update(status="failed", message=f'unit "{self.unit}" was removed',
+                                completed=now())
+            m.cond.notify_all()
+
     # ---- main loop ---------------------------------------------------------------------
     def loop(self):
         m = self.model
@@ -56,6 +70,7 @@ class Uniter:
             with m.cond:
                 ud = m.unit(self.unit)
                 if ud is None or ud["life"] == "dead":
+                    self.abandon()
                     return
                 op, wake = self.next_op(ud)
                 if op is None:
@@ -83,17 +98,16 @@ class Uniter:
         machine = m.d["machines"].get(ud["machine"])
         if not machine or not machine.get("ready"):
             return None, t + 0.5
+        if not host.init_alive(machine.get("pid"), machine.get("start_time")):
+            self.ctl.machine_down(m, ud["machine"])  # crashed: reboot it
+            return None, t + 0.5
 
         err = ud.get("error")
-        # actions and commands run even while the unit is in error (5.7)
-        if ud["installed"]:
-            for tid in ud["task_queue"]:
-                task = m.d["tasks"][tid]
-                if task["status"] == "pending":
-                    return Op(kind="action", name=task["name"], task=tid), None
-        if self.exec_queue:
-            return Op(kind="run", req=self.exec_queue[0]), None
         if err:
+            # actions and commands still run while the unit is in error (5.7)
+            queued = self.queued_op(ud)
+            if queued:
+                return queued, None
             # `juju resolve` retries at once; otherwise back-off when retries are enabled
             if err.get("resolve"):
                 return Op(err["op"], retry=True), None
@@ -104,7 +118,7 @@ class Uniter:
             return None, err["retry_at"]
 
         if ud["life"] != "alive":
-            return self.next_dying_op(ud), None
+            return self.queued_op(ud) or self.next_dying_op(ud), None
         if ud["installed"]:
             # 3: relation-created for every live relation not yet announced
             for rel in sorted(m.relations_of(app), key=lambda r: r["id"]):
@@ -123,6 +137,10 @@ class Uniter:
                 return Op(kind="hook", **sop), None
             if swake:
                 wake.append(swake)
+        # 7, 8: actions, then juju-exec commands
+        queued = self.queued_op(ud)
+        if queued:
+            return queued, None
         # 10: queued hook (start after the first config-changed)
         if ud["start_queued"]:
             return Op(kind="hook", hook="start"), None
@@ -149,6 +167,16 @@ class Uniter:
                 return Op(kind="hook", hook="update-status"), None
             wake.append(due)
         return None, (min(wake) if wake else None)
+
+    def queued_op(self, ud):
+        if ud["installed"]:
+            for tid in ud["task_queue"]:
+                task = self.model.d["tasks"][tid]
+                if task["status"] == "pending":
+                    return Op(kind="action", name=task["name"], task=tid)
+        if self.exec_queue:
+            return Op(kind="run", req=self.exec_queue[0])
+        return None
 
     def rel_op(self, suffix, rel, remote_unit, **extra):
         m = self.model
@@ -283,16 +311,25 @@ class Uniter:
 
     def finish(self, ctx, op, result, exe):
         m = self.model
+        if self.ctl.stopping.is_set():
+            return  # killed by the controller's shutdown: runs again after restart (1.3)
+        dead = self.record(ctx, op, result, exe)
+        if dead:
+            self.ctl.unit_dead(m, self.unit)
+
+    def record(self, ctx, op, result, exe):
+        """Commit or record the failure under the lock; True when the unit is now dead."""
+        m = self.model
         tag = unit_tag(self.unit)
         with m.cond:
             ud = m.unit(self.unit)
             if ud is None:
-                return
+                return False
             if op["kind"] == "action":
                 self.finish_action(ctx, op, result, exe)
                 m.set_unit_status(self.unit, "agent", "idle")
                 m.changed()
-                return
+                return False
             hook = op["hook"]
             if result is not None:
                 log_output(m, self.unit, hook, result)
@@ -313,6 +350,10 @@ class Uniter:
                 ud["error"] = None
                 if ud["life"] != "dead":
                     m.set_unit_status(self.unit, "agent", "idle")
+            elif ud["life"] != "alive" and ud.get("force"):
+                m.log(tag, "WARNING", "juju.worker.uniter.operation",
+                      f'hook "{hook}" failed ({why}); removal is forced, skipping it')
+                ud["life"] = "dead"
             else:
                 m.log(tag, "ERROR", "juju.worker.uniter.operation",
                       f'hook "{hook}" (via {exe}) failed: {why}')
@@ -324,8 +365,7 @@ class Uniter:
                 # juju status shows the error on the workload; the agent is idle (5.7)
                 m.set_unit_status(self.unit, "agent", "idle")
             m.changed()
-            if ud["life"] == "dead":
-                self.ctl.unit_dead(m, self.unit)
+            return ud["life"] == "dead"
 
     def mark_done(self, ud, op):
         """Record that op ran (or was skipped): the resolver's bookkeeping."""
