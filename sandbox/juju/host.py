@@ -27,6 +27,7 @@ PRIVATE_DIRS = (
     "/var/log/pgbouncer",
     "/etc/prometheus-postgres-exporter",
     "/var/lib/pg-agent",
+    "/var/log/pg-agent",
     "/etc/pg-agent",
     "/var/lib/sandbox-charm",
     "/var/tmp",

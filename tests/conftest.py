@@ -2,7 +2,7 @@
 
 The suite drives the local Juju emulator (sandbox/bin/juju) only through its
 CLI, the way jubilant drives a real controller: `juju <cmd> --model M ...`.
-The spec it checks is /work/shared/reference/juju.md ("the reference"); where
+The spec it checks is ../shared/reference/juju.md ("the reference"); where
 the reference and real Juju 3.6 differ, real Juju wins.
 
 Session: one controller in a fresh JUJU_SANDBOX_DIR (bootstrap at start,
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 JUJU_BIN = REPO / "sandbox" / "bin" / "juju"
 CHARMS_SRC = REPO / "tests" / "charms"
 DEFAULT_TIMEOUT = 120.0
