@@ -1,7 +1,8 @@
-# Top-level build: the charm (later issues), the local model's C tools, tests.
+# Top-level build: the charm (relay + agent), the local model's C tools, tests.
 # `make demo` and `make check` are the two commands the README starts with.
 
 CC      ?= cc
+CLANG   ?= clang-14
 BUILD   := build
 CSTD    := -std=gnu11
 WARN    := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla
@@ -9,50 +10,135 @@ HARDEN  := -O2 -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fPIE
 LDHARD  := -pie -Wl,-z,relro,-z,now
 CFLAGS  := $(CSTD) $(WARN) $(HARDEN) -g
 LDFLAGS := $(LDHARD)
+INC     := -Ilib -Ihooks -Iagent -Itests/unit
 PYTEST  := /usr/bin/python3 -m pytest
+# libraries of the agent; `=` so pkg-config runs after `make deps` installed them
+AGENT_PKGS  := libsystemd jansson
+AGENT_CFLAGS = $(shell pkg-config --cflags $(AGENT_PKGS))
+AGENT_LIBS   = $(shell pkg-config --libs $(AGENT_PKGS))
 
-SANDBOX_BIN := $(BUILD)/sandbox/jujuc $(BUILD)/sandbox/unit-init
-# Sanitizer build of the same tools, run by tests/sandbox/test_c_tools.py when present.
-ASAN_BIN    := $(BUILD)/asan/jujuc $(BUILD)/asan/unit-init
 SANITIZE    := -fsanitize=address,undefined -fno-omit-frame-pointer
 ASAN_CFLAGS := $(CSTD) $(WARN) $(SANITIZE) -O1 -g
 
-.PHONY: all asan build deps check demo bench clean lint test-sandbox
+# ---- sources ----------------------------------------------------------------------
+LIB_SRC    := $(wildcard lib/*.c)
+RELAY_SRC  := hooks/relay.c
+HOOKS_LIB  := $(filter-out $(RELAY_SRC),$(wildcard hooks/*.c))
+AGENT_MAIN := agent/main.c
+AGENT_LIB  := $(filter-out $(AGENT_MAIN),$(wildcard agent/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+HEADERS    := $(wildcard lib/*.h hooks/*.h agent/*.h tests/unit/*.h)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+aobj = $(patsubst %.c,$(BUILD)/asan-obj/%.o,$(1))
+
+CHARM_TREE := $(BUILD)/charm
+RELAY_BIN  := $(CHARM_TREE)/dispatch
+AGENT_BIN  := $(CHARM_TREE)/bin/pg-agent
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+UNIT_ASAN  := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+SANDBOX_BIN := $(BUILD)/sandbox/jujuc $(BUILD)/sandbox/unit-init
+ASAN_BIN    := $(BUILD)/asan/jujuc $(BUILD)/asan/unit-init
+CHARM_FILES := metadata.yaml $(wildcard config.yaml actions.yaml)
+
+.PHONY: all asan build charm charm-tree deps check demo bench clean lint unit fuzz \
+	test-sandbox
 
 all: build
 
-build: $(SANDBOX_BIN)
+build: $(SANDBOX_BIN) charm $(UNIT_BIN)
 
+# ---- the local model's C tools -------------------------------------------------------
 $(BUILD)/sandbox/%: sandbox/src/%.c sandbox/src/wire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
-asan: $(ASAN_BIN)
-
 $(BUILD)/asan/%: sandbox/src/%.c sandbox/src/wire.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) -o $@ $< $(SANITIZE)
+
+# ---- the charm -------------------------------------------------------------------------
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) $(AGENT_CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan-obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) $(INC) $(AGENT_CFLAGS) -c -o $@ $<
+
+$(RELAY_BIN): $(call obj,$(RELAY_SRC) $(HOOKS_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS)
+
+$(AGENT_BIN): $(call obj,$(AGENT_MAIN) $(AGENT_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
+
+charm-tree: $(RELAY_BIN) $(AGENT_BIN) $(CHARM_FILES) $(wildcard src/systemd/*)
+	install -m 0644 $(CHARM_FILES) $(CHARM_TREE)/
+	rm -rf $(CHARM_TREE)/src && mkdir -p $(CHARM_TREE)/src
+	cp -r src/. $(CHARM_TREE)/src/
+	find $(CHARM_TREE)/src -type f -exec chmod 0644 {} +
+	printf 'bases:\n- architectures: [amd64]\n  channel: "22.04"\n  name: ubuntu\n- architectures: [amd64]\n  channel: "24.04"\n  name: ubuntu\n' > $(CHARM_TREE)/manifest.yaml
+
+charm: charm-tree
+	/usr/bin/python3 scripts/pack-charm.py $(CHARM_TREE) $(BUILD)/postgresql.charm
+	cd $(BUILD) && sha256sum postgresql.charm > SHA256SUMS
+
+# ---- tests -----------------------------------------------------------------------------
+$(BUILD)/tests/%: tests/unit/%.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
+
+$(BUILD)/asan/tests/%: tests/unit/%.c $(call aobj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(SANITIZE) $(AGENT_LIBS)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined $(INC) $(AGENT_CFLAGS) -o $@ $< \
+		$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC) $(AGENT_LIBS)
+
+asan: $(ASAN_BIN) $(UNIT_ASAN)
+
+unit: $(UNIT_BIN) $(UNIT_ASAN)
+	@set -e; for t in $(UNIT_BIN) $(UNIT_ASAN); do echo "== $$t"; $$t; done
+
+# a short run of every fuzz target (longer: FUZZ_SECONDS=600 make fuzz)
+FUZZ_SECONDS ?= 15
+fuzz: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); echo "== $$n"; \
+		work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+		cp -r tests/fuzz/corpus/$$n/. $$work/ 2>/dev/null || true; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) $$work > $$work.log 2>&1; then \
+			tail -40 $$work.log; rm -rf "$$work" $$work.log; exit 1; fi; \
+		grep -E '^(Done|#[0-9]+.*DONE)' $$work.log | tail -1; rm -rf "$$work" $$work.log; done
 
 deps:
 	@scripts/install-deps.sh
 
 lint: build
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
-		--inline-suppr sandbox/src
-	/usr/bin/python3 -m pyflakes sandbox/bin/juju sandbox/juju/*.py tests/sandbox/*.py bench/*.py
+		--inline-suppr sandbox/src lib hooks agent
+	/usr/bin/python3 -m pyflakes sandbox/bin/juju sandbox/juju/*.py tests/*.py tests/sandbox/*.py \
+		tests/integration/*.py bench/*.py scripts/*.py
 
 test-sandbox: build
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
 
-check: deps build asan lint
-	$(PYTEST) -p no:cacheprovider -q tests/sandbox
+check: deps build asan lint unit fuzz
+	$(PYTEST) -p no:cacheprovider -q tests/sandbox tests/integration
 	BENCH_TOOL_CALLS=20 /usr/bin/python3 bench/sandbox_deploy.py
+	BENCH_HOOK_RUNS=20 /usr/bin/python3 bench/hook_latency.py
 
 demo: deps build
 	@sandbox/demo.sh
 
 bench: deps build
 	/usr/bin/python3 bench/sandbox_deploy.py
+	/usr/bin/python3 bench/hook_latency.py
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,79 @@
+/* Running Juju hook tools (status-set, config-get, juju-log, ...) on behalf of the hook
+ * that is waiting on the relay, with exactly that hook's forwarded environment.
+ *
+ * The tool is looked up in the PATH of the forwarded environment (never the agent's
+ * own), run with that environment only (it carries JUJU_CONTEXT_ID and the agent socket
+ * address: that is what ties the call to the hook), in the charm directory, with no fd
+ * other than stdin/stdout/stderr, in a process group of its own, unblocked signals and
+ * default SIGPIPE. Output is captured up to HOOKTOOL_MAX_OUTPUT bytes per stream. After
+ * HOOKTOOL_TIMEOUT_MS the process group is killed.
+ *
+ * These calls block the caller until the tool exits (they run inline in the event loop
+ * for now; hook tools answer in milliseconds). The process must ignore SIGPIPE (main
+ * does): feeding stdin to a tool that has already exited would otherwise kill it.
+ *
+ * Secrets: never put a secret in argv (it shows in ps and may be echoed in a tool's
+ * error); pass it on stdin. Error messages (*err) include the tool name, its exit code
+ * and the first line of its stderr (bounded), never its stdin or stdout.
+ *
+ * Ownership: argv and stdin are borrowed for the call. struct hooktool_result buffers
+ * and *out / *err are malloc'd and owned by the caller (hooktool_result_free, json_decref,
+ * free).
+ */
+#ifndef PG_AGENT_HOOKTOOL_H
+#define PG_AGENT_HOOKTOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "request.h"
+
+#define HOOKTOOL_MAX_OUTPUT ((size_t)4194304) /* 4 MiB */
+#define HOOKTOOL_TIMEOUT_MS 30000
+
+struct hooktool_result {
+    int exit_code;  /* 0..255, or 128 + signal number when killed by a signal */
+    bool truncated; /* a stream went over HOOKTOOL_MAX_OUTPUT; the rest was dropped */
+    char *out;      /* stdout, NUL-terminated (may hold NULs: use out_len) */
+    size_t out_len;
+    char *err; /* stderr, likewise */
+    size_t err_len;
+};
+
+/* Run argv (argv[0] is the tool name, no slash; NULL-terminated) with ev's environment,
+ * feeding stdin_data (may be NULL: the tool's stdin is then /dev/null). Returns 0 once
+ * the tool ran to completion, whatever its exit code (look at res->exit_code); or a
+ * negative errno with *err set and *res empty: -EINVAL (no context, bad argv), -ENOENT
+ * (not on the hook's PATH), -ETIMEDOUT (killed after HOOKTOOL_TIMEOUT_MS), others when
+ * it could not be started. */
+int hooktool_run(const struct hook_event *ev, const char *const argv[], const char *stdin_data,
+                 size_t stdin_len, struct hooktool_result *res, char **err);
+
+void hooktool_result_free(struct hooktool_result *res);
+
+/* Called at least every HOOKTOOL_KEEPALIVE_MS while a tool runs (main uses it to ping
+ * the systemd watchdog: the loop is busy, not hung, while it waits on a tool with a
+ * deadline). NULL, the default, means nothing to call. */
+#define HOOKTOOL_KEEPALIVE_MS 5000
+void hooktool_set_keepalive(void (*fn)(void));
+
+/* The helpers below return 0 on success and -1 when the tool could not be run, exited
+ * non-zero, or (hooktool_json) printed something that is not JSON; *err then says which
+ * tool failed and how (its exit code when it ran). */
+
+/* Run argv with "--format=json" appended and parse its stdout into *out (a new
+ * reference). */
+int hooktool_json(const struct hook_event *ev, const char *const argv[], json_t **out, char **err);
+
+/* status-set <status> -- <message>  (status: maintenance, blocked, waiting, active). */
+int hooktool_status_set(const struct hook_event *ev, const char *status, const char *message,
+                        char **err);
+
+/* juju-log --log-level <LEVEL> -- <message>: a line in the Juju unit log. */
+int hooktool_log(const struct hook_event *ev, enum log_level level, const char *message,
+                 char **err);
+
+#endif

@@ -1,0 +1,67 @@
+#!/usr/bin/python3
+# Benchmark of the charm's hot path: the median cost of a no-op hook through relay and
+# agent (inside a unit of the local model), and the agent's resident memory when idle.
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JUJU = os.path.join(REPO, "sandbox", "bin", "juju")
+CHARM = os.path.join(REPO, "build", "postgresql.charm")
+
+PROBE = r"""
+import os, subprocess, time, statistics
+env = dict(os.environ, JUJU_DISPATCH_PATH="hooks/update-status")
+samples = []
+for _ in range(N):
+    t = time.perf_counter()
+    subprocess.run([os.environ["JUJU_CHARM_DIR"] + "/dispatch"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    samples.append((time.perf_counter() - t) * 1000)
+print(statistics.median(samples))
+"""
+
+
+def juju(*args, check=True):
+    return subprocess.run([JUJU, *args], capture_output=True, text=True, check=check)
+
+
+def main():
+    runs = int(os.environ.get("BENCH_HOOK_RUNS", "100"))
+    root = tempfile.mkdtemp(prefix="jsbench-")
+    os.environ["JUJU_SANDBOX_DIR"] = root
+    try:
+        juju("bootstrap")
+        juju("add-model", "bench")
+        juju("deploy", CHARM)
+        deadline = time.monotonic() + 120
+        while True:
+            st = json.loads(juju("status", "--format", "json").stdout)
+            u = st["applications"]["postgresql"].get("units", {}).get("postgresql/0", {})
+            if u.get("juju-status", {}).get("current") == "idle" and \
+                    "pg-agent" in u.get("workload-status", {}).get("message", ""):
+                break
+            if time.monotonic() > deadline:
+                print("the charm did not settle within 120 s", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        probe = PROBE.replace("range(N)", f"range({runs})")
+        r = juju("exec", "--unit", "postgresql/0", "--", "/usr/bin/python3", "-c", f"'{probe}'")
+        print(f"no-op hook through relay and agent: median {float(r.stdout):.2f} ms over "
+              f"{runs} runs (target < 5 ms)")
+        rss = juju("exec", "--unit", "postgresql/0", "--",
+                   "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = pg-agent ] && "
+                   "grep VmRSS $p/status; done; true").stdout.split()
+        print(f"pg-agent resident memory when idle: {int(rss[1]) / 1024:.1f} MiB (target < 6 MB)")
+        return 0
+    finally:
+        juju("kill-controller", "--no-prompt", check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
