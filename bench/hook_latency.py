@@ -3,15 +3,13 @@
 # agent (inside a unit of the local model), and the agent's resident memory when idle.
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JUJU = os.path.join(REPO, "sandbox", "bin", "juju")
+from localmodel import REPO, controller, juju
+
 CHARM = os.path.join(REPO, "build", "postgresql.charm")
+
 
 PROBE = r"""
 import os, subprocess, time, statistics
@@ -26,17 +24,11 @@ print(statistics.median(samples))
 """
 
 
-def juju(*args, check=True):
-    return subprocess.run([JUJU, *args], capture_output=True, text=True, check=check)
 
 
 def main():
     runs = int(os.environ.get("BENCH_HOOK_RUNS", "100"))
-    root = tempfile.mkdtemp(prefix="jsbench-")
-    os.environ["JUJU_SANDBOX_DIR"] = root
-    try:
-        juju("bootstrap")
-        juju("add-model", "bench")
+    with controller():
         juju("deploy", CHARM)
         deadline = time.monotonic() + 120
         while True:
@@ -58,9 +50,6 @@ def main():
                    "grep VmRSS $p/status; done; true").stdout.split()
         print(f"pg-agent resident memory when idle: {int(rss[1]) / 1024:.1f} MiB (target < 6 MB)")
         return 0
-    finally:
-        juju("kill-controller", "--no-prompt", check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

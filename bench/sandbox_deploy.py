@@ -3,17 +3,15 @@
 # all-active, and the median cost of one hook-tool call made from inside a unit.
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JUJU = os.path.join(REPO, "sandbox", "bin", "juju")
+from localmodel import REPO, controller, juju
+
 
 # Runs inside the unit, in a juju exec hook context: times each call on its own.
+
 PROBE = r"""
 import subprocess, time, json, statistics
 out = {}
@@ -29,8 +27,6 @@ print(json.dumps(out))
 """
 
 
-def juju(*args, check=True):
-    return subprocess.run([JUJU, *args], capture_output=True, text=True, check=check)
 
 
 def all_active(app):
@@ -44,11 +40,7 @@ def all_active(app):
 
 def main():
     calls = int(os.environ.get("BENCH_TOOL_CALLS", "200"))
-    root = tempfile.mkdtemp(prefix="jsbench-")
-    os.environ["JUJU_SANDBOX_DIR"] = root
-    try:
-        juju("bootstrap")
-        juju("add-model", "bench")
+    with controller():
         t0 = time.monotonic()
         juju("deploy", os.path.join(REPO, "tests", "charms", "noop"), "-n", "3")
         deadline = t0 + 120
@@ -67,9 +59,6 @@ def main():
             print(f"hook tool {name}: median {ms:.2f} ms over {calls} calls (target < 5 ms)")
         print(f"hook tool median over all: {statistics.median(medians.values()):.2f} ms")
         return 0
-    finally:
-        juju("kill-controller", "--no-prompt", check=False)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -275,6 +275,19 @@ def _unit(m, name):
     return name, ud
 
 
+def _unpack_charm(m, src):
+    """Unpack a local charm into the model's store; (tmp dir, metadata, options, actions)."""
+    if not os.path.exists(src):
+        raise CliError(f'charm or bundle at "{src}" not found')
+    tmp = os.path.join(m.path, "charms", f".incoming-{new_xid()}")
+    try:
+        charmlib.unpack(src, tmp)
+        return (tmp, *charmlib.read_contract(tmp))
+    except charmlib.CharmError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def cmd_deploy(c):
     opts, pos = c.parse([Flag("n", "num-units", kind="int", default=1),
                          Flag("config", multi=True), Flag("base"), Flag("series"),
@@ -289,24 +302,14 @@ def cmd_deploy(c):
         raise UsageError(format_unrecognized(pos[2:]))
     m = c.model(opts)
     src = c.path(pos[0])
-    if not os.path.exists(src):
-        if pos[0].startswith((".", "/", "~")):
-            raise CliError(f'charm or bundle at "{src}" not found')
+    if not os.path.exists(src) and not pos[0].startswith((".", "/", "~")):
         raise CliError(f'cannot resolve charm or bundle "{pos[0]}": the local model deploys '
                        f'local charms only (a directory or a .charm file)')
-    tmp = os.path.join(m.path, "charms", f".incoming-{new_xid()}")
-    try:
-        charmlib.unpack(src, tmp)
-        meta, options, actions = charmlib.read_contract(tmp)
-    except charmlib.CharmError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    tmp, meta, options, actions = _unpack_charm(m, src)
     app = pos[1] if len(pos) > 1 else meta["name"]
     if not _valid_name(app) or app[0].isdigit():
         shutil.rmtree(tmp, ignore_errors=True)
         raise CliError(f'invalid application name "{app}"')
-    if opts["num_units"] < 0 or (opts["num_units"] == 0 and not meta.get("subordinate")):
-        pass
     settings = {}
     try:
         settings = _config_args(c, opts.get("config") or [], options, app)
@@ -351,16 +354,7 @@ def cmd_refresh(c):
     src = opts.get("path") or opts.get("switch")
     if not src:
         raise CliError(f'"{app}" was deployed from a local charm: use --path to refresh it')
-    src = c.path(src)
-    if not os.path.exists(src):
-        raise CliError(f'charm or bundle at "{src}" not found')
-    tmp = os.path.join(m.path, "charms", f".incoming-{new_xid()}")
-    try:
-        charmlib.unpack(src, tmp)
-        meta, options, actions = charmlib.read_contract(tmp)
-    except charmlib.CharmError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    tmp, meta, options, actions = _unpack_charm(m, c.path(src))
     with m.lock:
         ad = _app(m, app)
         if meta["name"] != ad["charm_name"]:
