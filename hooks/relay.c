@@ -304,27 +304,10 @@ static void print_line(const char *msg, size_t len)
         return;
     struct iovec iov[2] = {{.iov_base = (void *)msg, .iov_len = len},
                            {.iov_base = "\n", .iov_len = 1}};
-    struct iovec *v = iov;
-    int cnt = 2;
-    while (cnt > 0) {
-        ssize_t w = writev(STDOUT_FILENO, v, cnt);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            warnx_("cannot write to stdout: %s", w < 0 ? strerror(errno) : "short write");
-            failed = 1;
-            return;
-        }
-        size_t done = (size_t)w;
-        while (cnt > 0 && done >= v->iov_len) {
-            done -= v->iov_len;
-            v++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            v->iov_base = (char *)v->iov_base + done;
-            v->iov_len -= done;
-        }
+    int rc = proto_write_all_iov(STDOUT_FILENO, iov, 2);
+    if (rc < 0) {
+        warnx_("cannot write to stdout: %s", strerror(-rc));
+        failed = 1;
     }
 }
 

@@ -12,7 +12,7 @@
 /* Write every byte of the iovec array, retrying on EINTR and short writes. Sockets are
  * written with MSG_NOSIGNAL so a vanished peer gives -EPIPE, not SIGPIPE, whatever the
  * caller's signal disposition; other fds (pipes in tests) fall back to writev. */
-static int write_all_iov(int fd, struct iovec *iov, int iovcnt)
+int proto_write_all_iov(int fd, struct iovec *iov, int iovcnt)
 {
     int use_send = 1;
     while (iovcnt > 0) {
@@ -58,7 +58,7 @@ int proto_write_frame(int fd, const char *body, size_t len)
                             (unsigned char)(len >> 8), (unsigned char)len};
     struct iovec iov[2] = {{.iov_base = hdr, .iov_len = sizeof hdr},
                            {.iov_base = (void *)body, .iov_len = len}};
-    return write_all_iov(fd, iov, 2);
+    return proto_write_all_iov(fd, iov, 2);
 }
 
 /* Read exactly n bytes. 0 on success, -ECONNRESET on EOF before n bytes, -errno else. */

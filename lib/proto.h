@@ -29,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define PROTO_VERSION 1
 #define PROTO_SOCKET_DIR "/run/pg-agent"
@@ -40,6 +41,10 @@
  * Returns 0, or -errno. len must be 1..PROTO_MAX_FRAME (else -EINVAL for 0, -EMSGSIZE
  * above). Sockets are written with MSG_NOSIGNAL: a closed peer gives -EPIPE, no SIGPIPE. */
 int proto_write_frame(int fd, const char *body, size_t len);
+
+/* Write every byte of iov to fd (a socket without SIGPIPE, or any fd), handling EINTR
+ * and short writes; iov is advanced in place. Returns 0, or -errno (-EIO: zero write). */
+int proto_write_all_iov(int fd, struct iovec *iov, int iovcnt);
 
 /* Read one frame from fd into a malloc'd NUL-terminated buffer (*out, *len).
  * Returns 0; -EPROTO for a bad length; -ECONNRESET on EOF before a whole

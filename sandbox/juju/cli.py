@@ -11,7 +11,8 @@ import yaml
 
 from . import charm as charmlib
 from . import execrun, fmt, secretstore
-from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
+from .flags import (Flag, HelpRequested, UsageError, format_unrecognized, parse,
+                    parse_go_duration, yaml_map)
 from .hooktools import port_str
 from .model import (JUJU_VERSION, MODEL_CONFIG_DEFAULTS, app_of, go_since, new_xid, now,
                     rfc3339, status, unit_tag)
@@ -378,6 +379,17 @@ def cmd_refresh(c):
     return ""
 
 
+def _read_map(c, path, what):
+    """A YAML map from a file named on the command line (relative to the caller's cwd)."""
+    try:
+        with open(c.path(path)) as f:
+            return yaml_map(f.read(), what)
+    except OSError as e:
+        raise CliError(f"cannot read {what} {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
 def _config_args(c, items, options, app):
     """--config k=v or --config file.yaml (the file keyed by application name)."""
     settings = {}
@@ -386,12 +398,8 @@ def _config_args(c, items, options, app):
             k, v = item.split("=", 1)
             pairs = {k: v}
         else:
-            try:
-                with open(c.path(item)) as f:
-                    data = yaml.safe_load(f) or {}
-            except OSError as e:
-                raise CliError(f"cannot read config file {item}: {e.strerror}") from None
-            pairs = data.get(app, data) if isinstance(data, dict) else {}
+            data = _read_map(c, item, "config file")
+            pairs = data.get(app, data)
         for k, v in pairs.items():
             if k not in options:
                 raise CliError(f'unknown option "{k}"')
@@ -995,11 +1003,7 @@ def cmd_run(c):
         unit_args, action, kvs = _split_run_args(m, pos)
         params = {}
         if opts.get("params"):
-            try:
-                with open(c.path(opts["params"])) as f:
-                    params = yaml.safe_load(f) or {}
-            except OSError as e:
-                raise CliError(f"cannot read params file: {e.strerror}") from None
+            params = _read_map(c, opts["params"], "params file")
         for kv in kvs:
             if "=" not in kv:
                 raise UsageError(f'argument "{kv}" must be of the form key...=value')

@@ -363,3 +363,19 @@ def parse(args: list[str], flags: list[Flag], allow_interspersed: bool = True) -
         else:
             opts[fl.dest] = value
     return opts, positional
+
+
+def yaml_map(text, what):
+    """The content of a --file/--params argument: a YAML (or JSON) map, {} when empty.
+    ValueError says what is wrong (callers turn it into their own error)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"cannot parse {what}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"expected YAML map in {what}")
+    return data

@@ -5,10 +5,9 @@ import re
 import time
 import traceback
 
-import yaml
-
 from . import fmt, secretstore
-from .flags import Flag, HelpRequested, UsageError, format_unrecognized, parse, parse_go_duration
+from .flags import (Flag, HelpRequested, UsageError, format_unrecognized, parse,
+                    parse_go_duration, yaml_map)
 from .model import app_of, goal_since, new_xid, now, status, unit_tag
 from .secretstore import SecretError
 
@@ -101,7 +100,7 @@ def run_tool(ctl, ctx, name, args, cwd, stdin):
         return 2, "", call.stderr + f"ERROR {e}\n", False
     except (ToolError, SecretError) as e:
         return e.code, "", call.stderr + f"ERROR {e}\n", False
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:  # bad input files
+    except ValueError as e:  # bad input files (UnicodeDecodeError is a ValueError)
         return 1, "", call.stderr + f"ERROR {e}\n", False
     except Exception as e:  # a bug: answer with one ERROR line, keep the trace
         traceback.print_exc()
@@ -109,6 +108,13 @@ def run_tool(ctl, ctx, name, args, cwd, stdin):
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+def _file_map(call, path, what):
+    try:
+        return yaml_map(call.read_file_arg(path), what)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
+
+
 def no_more(pos):
     if pos:
         raise UsageError(format_unrecognized(pos))
@@ -271,13 +277,7 @@ def relation_set(call):
     rid = context_relation(call, opts)
     values = {}
     if opts.get("file"):
-        text = call.read_file_arg(opts["file"])
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ToolError(f"cannot parse settings file: {e}") from None
-        if not isinstance(data, dict):
-            raise ToolError("expected YAML map in settings file")
+        data = _file_map(call, opts["file"], "settings file")
         values.update({str(k): ("" if v is None else str(v)) for k, v in data.items()})
     values.update(key_values(pos))
     if opts["app"]:
@@ -334,9 +334,7 @@ def leader_set(call):
     opts, pos = call.parse([Flag("file")])
     values = key_values(pos)
     if opts.get("file"):
-        data = yaml.safe_load(call.read_file_arg(opts["file"])) or {}
-        if not isinstance(data, dict):
-            raise ToolError("expected YAML map in settings file")
+        data = _file_map(call, opts["file"], "settings file")
         values = {**{str(k): str(v) for k, v in data.items()}, **values}
     if not call.ctx.is_leader():
         raise ToolError("cannot write leadership settings: cannot write settings: not the leader")
@@ -609,9 +607,7 @@ def state_set(call):
     opts, pos = call.parse([Flag("file")])
     values = {}
     if opts.get("file"):
-        data = yaml.safe_load(call.read_file_arg(opts["file"])) or {}
-        if not isinstance(data, dict):
-            raise ToolError("expected YAML map in state file")
+        data = _file_map(call, opts["file"], "state file")
         values.update({str(k): str(v) for k, v in data.items()})
     values.update(key_values(pos))
     for k, v in values.items():

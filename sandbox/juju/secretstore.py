@@ -3,8 +3,7 @@
 import base64
 import re
 
-import yaml
-
+from .flags import yaml_map
 from .model import app_of, now, rfc3339, unit_tag
 
 ROTATE_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400,
@@ -38,11 +37,9 @@ def parse_uri(s):
 def file_pairs(text):
     """A --file YAML map of secret content, as key=value items (keys may carry #base64)."""
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise SecretError(f"invalid secret file: {e}") from None
-    if not isinstance(data, dict):
-        raise SecretError("expected YAML map in secret file")
+        data = yaml_map(text, "secret file")
+    except ValueError as e:
+        raise SecretError(str(e)) from None
     return [f"{k}={v}" for k, v in data.items()]
 
 
