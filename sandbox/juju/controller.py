@@ -548,6 +548,7 @@ class Controller:
 def main():
     root = sys.argv[1]
     os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o700)  # model state holds secret content, like Juju's database
     ctl = Controller(root)
     done = threading.Event()
 
