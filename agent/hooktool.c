@@ -5,6 +5,7 @@
 #include "hooktool.h"
 
 #include "errmsg.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #define MAX_ARGS 64
+#define HOOKTOOL_MAX_SECRET_FIELDS 16
 #define STDERR_EXCERPT 200
 /* Poll interval when pidfd_open is not available (kernels before 5.3). */
 #define FALLBACK_POLL_MS 20
@@ -153,6 +156,9 @@ void hooktool_result_free(struct hooktool_result *res)
 {
     if (!res)
         return;
+    /* stdout may be secret content (secret-get): wipe before freeing. */
+    if (res->out)
+        explicit_bzero(res->out, res->out_len);
     free(res->out);
     free(res->err);
     *res = (struct hooktool_result){0};
@@ -459,6 +465,153 @@ int hooktool_log(const struct hook_event *ev, enum log_level level, const char *
     const char *argv[] = {"juju-log", "--log-level", log_level_name(level), "--", message, NULL};
     struct hooktool_result res;
     int rc = run_checked(ev, argv, NULL, 0, &res, err);
+    hooktool_result_free(&res);
+    return rc;
+}
+
+int hooktool_check(const struct hook_event *ev, const char *const argv[], char **err)
+{
+    struct hooktool_result res;
+    int rc = run_checked(ev, argv, NULL, 0, &res, err);
+    hooktool_result_free(&res);
+    return rc;
+}
+
+int hooktool_output(const struct hook_event *ev, const char *const argv[], char **out,
+                    char **err)
+{
+    *out = NULL;
+    struct hooktool_result res;
+    if (run_checked(ev, argv, NULL, 0, &res, err) < 0) {
+        hooktool_result_free(&res);
+        return -1;
+    }
+    while (res.out_len > 0 && res.out[res.out_len - 1] == '\n')
+        res.out[--res.out_len] = '\0';
+    *out = res.out;
+    res.out = NULL;
+    hooktool_result_free(&res);
+    return 0;
+}
+
+/* Secret fields as "key#file=/proc/<pid>/fd/<n>" arguments, one memfd per value. */
+struct secret_args {
+    int fds[HOOKTOOL_MAX_SECRET_FIELDS];
+    char *args[HOOKTOOL_MAX_SECRET_FIELDS];
+    size_t n;
+};
+
+static void secret_args_free(struct secret_args *sa)
+{
+    for (size_t i = 0; i < sa->n; i++) {
+        if (sa->fds[i] >= 0)
+            close(sa->fds[i]);
+        free(sa->args[i]);
+    }
+    sa->n = 0;
+}
+
+static int secret_args_build(const struct secret_field *fields, size_t n, struct secret_args *sa,
+                             char **err)
+{
+    sa->n = 0;
+    if (n == 0 || n > HOOKTOOL_MAX_SECRET_FIELDS)
+        return errmsg_set(err, -EINVAL, "a secret needs 1 to %d fields",
+                          HOOKTOOL_MAX_SECRET_FIELDS);
+    for (size_t i = 0; i < n; i++) {
+        int fd = memfd_create("pg-agent-secret", MFD_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            secret_args_free(sa);
+            return errmsg_set(err, -e, "memfd_create: %s", strerror(e));
+        }
+        sa->fds[i] = fd;
+        sa->args[i] = NULL;
+        sa->n = i + 1;
+        int wr = proto_write_all(fd, fields[i].value, strlen(fields[i].value));
+        if (wr < 0) {
+            secret_args_free(sa);
+            return errmsg_set(err, wr, "writing a secret value to its memfd: %s",
+                              strerror(-wr));
+        }
+        if (asprintf(&sa->args[i], "%s#file=/proc/%ld/fd/%d", fields[i].key, (long)getpid(),
+                     fd) < 0) {
+            sa->args[i] = NULL;
+            secret_args_free(sa);
+            return errmsg_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    return 0;
+}
+
+/* argv = head..., then the secret args; run, require exit 0, hand over stdout. */
+static int run_secret_tool(const struct hook_event *ev, const char *const head[], size_t n_head,
+                           const struct secret_field *fields, size_t n, char **out, char **err)
+{
+    struct secret_args sa;
+    int rc = secret_args_build(fields, n, &sa, err);
+    if (rc < 0)
+        return -1;
+    const char *argv[16 + HOOKTOOL_MAX_SECRET_FIELDS];
+    size_t argc = 0;
+    for (size_t i = 0; i < n_head && argc < 16; i++)
+        argv[argc++] = head[i];
+    for (size_t i = 0; i < sa.n; i++)
+        argv[argc++] = sa.args[i];
+    argv[argc] = NULL;
+    rc = out ? hooktool_output(ev, argv, out, err) : hooktool_check(ev, argv, err);
+    secret_args_free(&sa);
+    return rc;
+}
+
+int hooktool_secret_add(const struct hook_event *ev, const char *owner, const char *label,
+                        const struct secret_field *fields, size_t n, char **uri, char **err)
+{
+    const char *head[] = {"secret-add", "--owner", owner, label ? "--label" : NULL, label};
+    return run_secret_tool(ev, head, label ? 5 : 3, fields, n, uri, err);
+}
+
+int hooktool_secret_set(const struct hook_event *ev, const char *uri,
+                        const struct secret_field *fields, size_t n, char **err)
+{
+    const char *head[] = {"secret-set", uri};
+    return run_secret_tool(ev, head, 2, fields, n, NULL, err);
+}
+
+int hooktool_secret_get(const struct hook_event *ev, const char *uri, const char *label,
+                        json_t **out, char **err)
+{
+    *out = NULL;
+    const char *argv[8];
+    size_t argc = 0;
+    argv[argc++] = "secret-get";
+    if (uri)
+        argv[argc++] = uri;
+    if (label) {
+        argv[argc++] = "--label";
+        argv[argc++] = label;
+    }
+    argv[argc++] = "--refresh";
+    argv[argc++] = "--format=json";
+    argv[argc] = NULL;
+    struct hooktool_result res;
+    if (hooktool_run(ev, argv, NULL, 0, &res, err) < 0)
+        return -1;
+    int rc = 0;
+    if (res.exit_code != 0) {
+        rc = strstr(res.err, "not found")           ? -ENOENT
+             : strstr(res.err, "permission denied") ? -EACCES
+                                                    : -1;
+        tool_failed("secret-get", &res, err);
+    } else {
+        json_error_t jerr;
+        *out = json_loadb(res.out, res.out_len, 0, &jerr);
+        if (!*out || !json_is_object(*out)) {
+            json_decref(*out);
+            *out = NULL;
+            rc = errmsg_set(err, -1, "secret-get printed something other than a JSON object");
+        }
+    }
     hooktool_result_free(&res);
     return rc;
 }

@@ -76,4 +76,35 @@ int hooktool_status_set(const struct hook_event *ev, const char *status, const c
 int hooktool_log(const struct hook_event *ev, enum log_level level, const char *message,
                  char **err);
 
+/* Run argv and require exit 0. */
+int hooktool_check(const struct hook_event *ev, const char *const argv[], char **err);
+
+/* Run argv, require exit 0 and hand over its stdout with trailing newlines removed
+ * (*out malloc'd; wiped and freed by the caller when it may be secret). */
+int hooktool_output(const struct hook_event *ev, const char *const argv[], char **out,
+                    char **err);
+
+/* One key of a secret's content, for secret-add / secret-set. */
+struct secret_field {
+    const char *key;   /* ^[a-z](-?[a-z0-9]){2,}$ */
+    const char *value; /* may be a password: it never goes on a command line */
+};
+
+/* secret-add / secret-set. Values never appear in argv: each goes through a memfd that
+ * the tool reads as key#file=/proc/<agent pid>/fd/<n> (the unit agent runs on the same
+ * machine as root; the memfd exists only in memory and only for the call).
+ * hooktool_secret_add: owner is "application" or "unit"; label may be NULL; *uri is the
+ * new secret's URI (malloc'd). */
+int hooktool_secret_add(const struct hook_event *ev, const char *owner, const char *label,
+                        const struct secret_field *fields, size_t n, char **uri, char **err);
+int hooktool_secret_set(const struct hook_event *ev, const char *uri,
+                        const struct secret_field *fields, size_t n, char **err);
+
+/* secret-get [<uri>] [--label L] --refresh --format=json: the content as a JSON object
+ * (*out, a new reference; its strings are secret). uri or label may be NULL, not both.
+ * Returns 0; -ENOENT when the secret (or label) does not exist; -EACCES when this unit
+ * may not read it; -1 for other failures; *err says which. */
+int hooktool_secret_get(const struct hook_event *ev, const char *uri, const char *label,
+                        json_t **out, char **err);
+
 #endif

@@ -61,6 +61,57 @@ int log_level_parse(const char *name, enum log_level *out)
     return -EINVAL;
 }
 
+static bool capturing;
+static char *capture_buf;
+static size_t capture_len;
+static bool capture_full;
+static enum log_level capture_max;
+
+void log_capture_begin(void)
+{
+    free(capture_buf);
+    capture_buf = NULL;
+    capture_len = 0;
+    capture_full = false;
+    capture_max = LOG_LEVEL_DEBUG;
+    capturing = true;
+}
+
+char *log_capture_end(enum log_level *max_level)
+{
+    char *text = capture_buf;
+    *max_level = capture_max;
+    capture_buf = NULL;
+    capture_len = 0;
+    capturing = false;
+    return text;
+}
+
+static void capture_line(enum log_level level, const char *msg)
+{
+    if (!capturing || level < LOG_LEVEL_INFO || capture_full)
+        return;
+    if (level > capture_max)
+        capture_max = level;
+    size_t n = strlen(msg);
+    static const char more[] = "(more lines in the agent's log)";
+    const char *add = msg;
+    if (capture_len + n + 2 > LOG_CAPTURE_MAX) {
+        add = more;
+        n = sizeof more - 1;
+        capture_full = true;
+    }
+    char *nb = realloc(capture_buf, capture_len + n + 2);
+    if (!nb)
+        return;
+    capture_buf = nb;
+    if (capture_len)
+        capture_buf[capture_len++] = '\n';
+    memcpy(capture_buf + capture_len, add, n);
+    capture_len += n;
+    capture_buf[capture_len] = '\0';
+}
+
 void log_set_threshold(enum log_level level)
 {
     threshold = level;
@@ -209,6 +260,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
         break;
     }
 
+    capture_line(level, msg);
     if (sink && !in_sink) {
         in_sink = true;
         sink(sink_data, level, msg);

@@ -51,6 +51,15 @@ int log_level_parse(const char *name, enum log_level *out);
 typedef void (*log_sink_fn)(void *userdata, enum log_level level, const char *message);
 void log_set_sink(log_sink_fn sink, void *userdata);
 
+/* Capture: between log_capture_begin() and log_capture_end(), lines at INFO and above
+ * are also collected (newline-separated, at most LOG_CAPTURE_MAX bytes; later lines are
+ * dropped with a note). log_capture_end hands over the text (malloc'd, caller frees;
+ * NULL when nothing was logged) and the highest level seen. The handler uses it to send
+ * a hook's lines to juju-log in one call. */
+#define LOG_CAPTURE_MAX ((size_t)65536)
+void log_capture_begin(void);
+char *log_capture_end(enum log_level *max_level);
+
 /* Log one line. Failures to write it are ignored: there is nowhere to report them. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

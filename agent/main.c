@@ -8,7 +8,9 @@
 #include "hooktool.h"
 #include "listener.h"
 #include "log.h"
+#include "proc.h"
 #include "proto.h"
+#include "reconcile.h"
 #include "server.h"
 #include "service.h"
 #include "version.h"
@@ -17,12 +19,15 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -201,10 +206,79 @@ static void watchdog_keepalive(void)
     sd_notify(0, "WATCHDOG=1");
 }
 
+#define SUPERVISE_INTERVAL_USEC (10ULL * 1000000ULL)
+
+/* The listener, for a re-exec after upgrade-charm. */
+static struct listener *current_listener;
+static const char *current_socket;
+
+/* Hand over to the new agent binary, in this same process: the listening socket stays
+ * open (passed as systemd would, LISTEN_FDS=1 on fd 3) and so does the lock, so relays
+ * that connect meanwhile simply wait in the backlog. PostgreSQL is not our child and is
+ * not touched. On failure the current agent keeps serving. */
+static int on_reexec(sd_event_source *src, void *userdata)
+{
+    (void)src;
+    (void)userdata;
+    const char *path = handler_reexec_path();
+    struct listener *l = current_listener;
+    if (!path || !l || access(path, X_OK) < 0) {
+        log_error("cannot re-execute %s: %s", path ? path : "(none)", strerror(errno));
+        return 0;
+    }
+    log_info("upgrade-charm: handing over to %s", path);
+    if (l->lock_fd == 3) {
+        int moved = fcntl(l->lock_fd, F_DUPFD_CLOEXEC, 10);
+        if (moved < 0)
+            return 0;
+        close(l->lock_fd);
+        l->lock_fd = moved;
+    }
+    if (l->fd != 3 && dup2(l->fd, 3) < 0) {
+        log_error("cannot re-execute: dup2: %s", strerror(errno));
+        return 0;
+    }
+    fcntl(3, F_SETFD, 0);
+    if (l->lock_fd >= 0)
+        fcntl(l->lock_fd, F_SETFD, 0); /* keep holding the lock across exec */
+    char pid[32];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    setenv("LISTEN_PID", pid, 1);
+    setenv("LISTEN_FDS", "1", 1);
+    unsetenv("LISTEN_FDNAMES");
+    char *const argv[] = {(char *)path, "--foreground", "--socket", (char *)current_socket,
+                          NULL};
+    execv(path, argv);
+    log_error("cannot re-execute %s: %s", path, strerror(errno));
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    return 0;
+}
+
 static int handle(const struct hook_event *ev, void *userdata)
 {
+    sd_event *e = userdata;
+    int code = handler_handle(ev);
+    if (handler_reexec_path() && sd_event_add_defer(e, NULL, on_reexec, NULL) < 0)
+        log_error("cannot schedule the re-exec of the new agent");
+    return code;
+}
+
+/* Between hooks: keep PostgreSQL running. */
+static int on_supervise(sd_event_source *src, uint64_t usec, void *userdata)
+{
     (void)userdata;
-    return handler_handle(ev);
+    reconcile_supervise();
+    return sd_event_source_set_time(src, usec + SUPERVISE_INTERVAL_USEC);
+}
+
+/* jansson's memory holds secret content (secret-get answers): wipe it when freed. */
+static void wiping_free(void *p)
+{
+    if (p) {
+        explicit_bzero(p, malloc_usable_size(p));
+        free(p);
+    }
 }
 
 /* Report a start-up failure where it will be seen, and give the exit code. */
@@ -267,7 +341,9 @@ static int run(const char *socket_path, int report_fd)
         goto out;
     }
 
-    rc = server_new(e, lst.fd, handle, NULL, &srv, &err);
+    current_listener = &lst;
+    current_socket = socket_path;
+    rc = server_new(e, lst.fd, handle, e, &srv, &err);
     if (rc < 0) {
         code = startup_failed(report_fd, ERRMSG(err));
         goto out;
@@ -275,8 +351,15 @@ static int run(const char *socket_path, int report_fd)
     rc = sd_event_set_watchdog(e, 1);
     if (rc < 0)
         log_warning("cannot enable the systemd watchdog: %s", strerror(-rc));
-    if (rc > 0)
+    if (rc > 0) {
         hooktool_set_keepalive(watchdog_keepalive);
+        proc_set_keepalive(watchdog_keepalive);
+    }
+    uint64_t now = 0;
+    sd_event_now(e, CLOCK_MONOTONIC, &now);
+    if (sd_event_add_time(e, NULL, CLOCK_MONOTONIC, now + SUPERVISE_INTERVAL_USEC, 1000000,
+                          on_supervise, NULL) < 0)
+        log_warning("cannot set up the supervision timer");
 
     log_info("pg-agent %s listening on %s%s", PG_AGENT_VERSION,
              lst.from_systemd ? "the socket passed by systemd" : lst.path,
@@ -317,6 +400,7 @@ int main(int argc, char **argv)
 
     if (ensure_stdio() < 0)
         return 1;
+    json_set_alloc_funcs(malloc, wiping_free);
     /* A relay that goes away must not kill the agent; proto writes use MSG_NOSIGNAL,
      * pipes to hook tools do not. Children get SIGPIPE back (hooktool.c). */
     signal(SIGPIPE, SIG_IGN);

@@ -1,14 +1,45 @@
-/* The reconcile pass (reconcile.h): facts from is-leader and config-get, the desired unit
- * status from a pure function, then status-set. PostgreSQL management comes next. */
+/* The reconcile pass (reconcile.h): model facts, then packages, cluster, configuration
+ * files, the running server, passwords, ports and status, each converged in turn. */
+/* _GNU_SOURCE is how glibc is asked for asprintf. */
+#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
 #include "reconcile.h"
 
+#include "db.h"
 #include "errmsg.h"
 #include "hooktool.h"
 #include "log.h"
+#include "password.h"
+#include "pgconf.h"
 #include "version.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define START_TIMEOUT_MS 120000
+#define STOP_TIMEOUT_MS 120000
+#define RELOAD_WAIT_MS 5000
+
+/* What the last pass saw and did, in memory only. */
+static struct {
+    bool full_ok;      /* the last full pass converged (active) */
+    int leader;        /* -1 unknown */
+    char *config;      /* config-get, serialised (sorted keys) */
+    bool status_known; /* status/message below were set successfully */
+    char status[16];
+    char message[512];
+    char version[32]; /* application-version-set value */
+} last = {.leader = -1};
+
+void reconcile_invalidate(void)
+{
+    last.full_ok = false;
+    free(last.config);
+    last.config = NULL;
+    last.leader = -1;
+}
 
 void model_facts_free(struct model_facts *facts)
 {
@@ -45,16 +76,380 @@ int model_facts_read(const struct hook_event *ev, struct model_facts *out, char 
     return 0;
 }
 
-void reconcile_desired_status(const struct model_facts *facts, struct unit_status *out)
+static void want(struct unit_status *st, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Set the wanted status unless a more important one is already wanted (blocked >
+ * maintenance > waiting > active). */
+static void want(struct unit_status *st, const char *status, const char *fmt, ...)
 {
-    (void)facts; /* nothing is managed yet: say so, whatever the model holds */
-    out->status = "maintenance";
-    out->message = "pg-agent " PG_AGENT_VERSION ": PostgreSQL management not installed yet";
+    static const char *const order[] = {"active", "waiting", "maintenance", "blocked"};
+    int have = -1, now = -1;
+    for (int i = 0; i < 4; i++) {
+        if (st->status && strcmp(st->status, order[i]) == 0)
+            have = i;
+        if (strcmp(status, order[i]) == 0)
+            now = i;
+    }
+    if (now < have)
+        return;
+    if (now == have && now > 0 && st->message[0]) {
+        /* Several problems of the same weight: say them all. */
+        size_t len = strlen(st->message);
+        va_list ap;
+        va_start(ap, fmt);
+        if (len + 3 < sizeof st->message) {
+            memcpy(st->message + len, "; ", 3);
+            vsnprintf(st->message + len + 2, sizeof st->message - len - 2, fmt, ap);
+        }
+        va_end(ap);
+        return;
+    }
+    st->status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->message, sizeof st->message, fmt, ap);
+    va_end(ap);
 }
 
-int reconcile_run(const struct hook_event *ev)
+/* status-set, skipped when the unit already shows exactly this. */
+static int set_status(const struct hook_event *ev, const struct unit_status *st, char **err)
+{
+    if (last.status_known && strcmp(last.status, st->status) == 0 &&
+        strcmp(last.message, st->message) == 0)
+        return 0;
+    if (hooktool_status_set(ev, st->status, st->message, err) < 0) {
+        last.status_known = false;
+        return -1;
+    }
+    snprintf(last.status, sizeof last.status, "%s", st->status);
+    snprintf(last.message, sizeof last.message, "%s", st->message);
+    last.status_known = true;
+    return 0;
+}
+
+/* Tell the operator (status) while a slow step runs. */
+static void progress(const struct hook_event *ev, const char *message)
+{
+    struct unit_status st = {.status = "maintenance"};
+    snprintf(st.message, sizeof st.message, "%s", message);
+    char *err = NULL;
+    if (set_status(ev, &st, &err) < 0)
+        log_warning("%s", ERRMSG(err));
+    free(err);
+}
+
+static long ram_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || size <= 0)
+        return 1024;
+    long long mb = (long long)pages * size / (1024 * 1024);
+    return mb < 1 ? 1 : mb > PGCONF_MAX_RAM_MB ? PGCONF_MAX_RAM_MB : (long)mb;
+}
+
+static int cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > PGCONF_MAX_CPUS ? PGCONF_MAX_CPUS : (int)n;
+}
+
+int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err)
+{
+    *conn = NULL;
+    if (pg_detect(pg, err) < 0)
+        return -1;
+    bool ready;
+    if (!pg_initialised(pg) || pg_running(pg, &ready) <= 0 || !ready)
+        return errmsg_set(err, -ESRCH, "PostgreSQL is not running on this unit");
+    return db_connect(PG_SOCKET_DIR, PG_PORT, conn, err);
+}
+
+/* The packages and the cluster exist. */
+static int ensure_cluster(const struct hook_event *ev, struct pg_install *pg, char **err)
+{
+    int rc = pg_detect(pg, err);
+    if (rc == -ENOENT) {
+        progress(ev, "installing PostgreSQL");
+        if (pg_install_packages(err) < 0)
+            return -1;
+        rc = pg_detect(pg, err);
+    }
+    if (rc < 0)
+        return -1;
+    if (pg_disable_distro_clusters(err) < 0)
+        return -1;
+    if (!pg_initialised(pg)) {
+        progress(ev, "initialising the database");
+        if (pg_initdb(pg, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* One rendered file: write it, keeping the old content for a rollback. */
+struct conf_file {
+    const char *name;
+    char *want;
+    char *old;
+    bool changed;
+};
+
+static void conf_files_free(struct conf_file *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].want);
+        free(f[i].old);
+    }
+}
+
+static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!f[i].changed || !f[i].old)
+            continue;
+        char *err = NULL;
+        if (pg_write_file(pg, f[i].name, f[i].old, &err) < 0)
+            log_error("cannot restore %s: %s", f[i].name, ERRMSG(err));
+        free(err);
+    }
+}
+
+/* Render and apply postgresql.conf, pg_hba.conf, pg_ident.conf. A running server is
+ * checked against the new files before it reloads them; files it rejects are rolled
+ * back (status blocked, the server keeps serving); a restart happens only for settings
+ * that need one, and only with files the server accepted. */
+static int apply_config(const struct pg_install *pg, const struct pg_settings *s,
+                        struct unit_status *st, char **err)
+{
+    struct host_facts h = {.ram_mb = ram_mb(), .cpus = cpus(), .major = pg->major,
+                           .data_dir = pg->datadir, .socket_dir = PG_SOCKET_DIR,
+                           .port = PG_PORT};
+    struct conf_file f[3] = {{.name = "postgresql.conf"}, {.name = "pg_hba.conf"},
+                             {.name = "pg_ident.conf"}};
+    int rc = -1;
+    char *why = NULL;
+    if (pgconf_render_conf(s, &h, &f[0].want, &why) < 0) {
+        /* A value that cannot work on this unit (e.g. shared buffers over 40 % of RAM). */
+        want(st, "blocked", "%s", ERRMSG(why));
+        free(why);
+        return 0;
+    }
+    if (pgconf_render_hba(s, &f[1].want, err) < 0)
+        goto out;
+    f[2].want = strdup(pgconf_ident());
+    if (!f[2].want) {
+        errmsg_format(err, "out of memory");
+        goto out;
+    }
+    bool any = false;
+    for (size_t i = 0; i < 3; i++) {
+        if (pg_read_file(pg, f[i].name, &f[i].old, err) < 0)
+            goto out;
+        int w = pg_write_file(pg, f[i].name, f[i].want, err);
+        if (w < 0) {
+            rollback(pg, f, i);
+            goto out;
+        }
+        f[i].changed = w > 0;
+        any = any || f[i].changed;
+    }
+    bool ready;
+    if (!any || pg_running(pg, &ready) <= 0) {
+        rc = 0; /* not running: it starts with these files */
+        goto out;
+    }
+    PGconn *conn = NULL;
+    if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, err) < 0)
+        goto out;
+    char *bad = NULL;
+    if (db_config_file_error(conn, &bad, err) < 0) {
+        db_close(conn);
+        goto out;
+    }
+    if (bad) {
+        rollback(pg, f, 3);
+        log_error("PostgreSQL rejects the new configuration (%s): kept the previous one", bad);
+        want(st, "blocked", "configuration rejected by PostgreSQL: %s", bad);
+        free(bad);
+        db_close(conn);
+        rc = 0;
+        goto out;
+    }
+    bool restart = false;
+    rc = db_reload_and_check(conn, RELOAD_WAIT_MS, &restart, err);
+    db_close(conn);
+    if (rc == 0)
+        log_info("configuration reloaded");
+    if (rc == 0 && restart) {
+        log_info("restarting PostgreSQL: a changed setting needs it");
+        rc = pg_stop(pg, STOP_TIMEOUT_MS, err);
+        if (rc == 0)
+            rc = pg_start(pg, START_TIMEOUT_MS, err);
+    }
+out:
+    conf_files_free(f, 3);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The version shown by `juju status`, set when it changes. */
+static void set_version(const struct hook_event *ev, PGconn *conn)
+{
+    char version[32];
+    char *err = NULL;
+    if (db_server_version(conn, version, sizeof version, &err) == 0 &&
+        strcmp(version, last.version) != 0) {
+        const char *argv[] = {"application-version-set", "--", version, NULL};
+        if (hooktool_check(ev, argv, &err) == 0)
+            snprintf(last.version, sizeof last.version, "%s", version);
+    }
+    if (err)
+        log_warning("application version: %s", err);
+    free(err);
+}
+
+/* The system-users secret, when configured, read into out. */
+static int read_user_secret(const struct hook_event *ev, const struct pg_settings *s,
+                            struct creds *out, char **err)
+{
+    char uri[SETTINGS_SECRET_ID_LEN + 16];
+    snprintf(uri, sizeof uri, "secret:%s", s->system_users_id);
+    json_t *content = NULL;
+    int rc = hooktool_secret_get(ev, uri, NULL, &content, NULL);
+    if (rc == -ENOENT)
+        return errmsg_set(err, -ENOENT, "system-users: secret %s not found (create it with "
+                                        "`juju add-secret`)", s->system_users);
+    if (rc == -EACCES)
+        return errmsg_set(err, -EACCES, "system-users: secret %s is not granted to this "
+                                        "application (run `juju grant-secret %s <app>`)",
+                          s->system_users, s->system_users);
+    if (rc < 0)
+        return errmsg_set(err, -EIO, "system-users: secret %s cannot be read", s->system_users);
+    char *why = NULL;
+    rc = creds_from_user_secret(content, out, &why);
+    json_decref(content);
+    if (rc < 0) {
+        errmsg_format(err, "system-users: secret %s: %s", s->system_users, ERRMSG(why));
+        free(why);
+        return rc;
+    }
+    return 0;
+}
+
+int reconcile_wanted_creds(const struct hook_event *ev, const struct pg_settings *s,
+                           struct creds *out, bool managed[N_SYSTEM_USERS], char **err)
+{
+    for (int i = 0; i < N_SYSTEM_USERS; i++)
+        managed[i] = false;
+    char peer[128];
+    if (creds_peer_relation(ev, peer, sizeof peer, err) < 0)
+        return -1;
+    int rc = creds_read_internal(ev, peer, out, NULL, err);
+    if (rc < 0)
+        return rc;
+    if (s && s->system_users_id[0]) {
+        struct creds user = {0};
+        if (read_user_secret(ev, s, &user, err) < 0) {
+            creds_clear(&user);
+            return -1;
+        }
+        for (int i = 0; i < N_SYSTEM_USERS; i++) {
+            if (!user.pw[i])
+                continue;
+            managed[i] = true;
+            if (creds_set(out, i, user.pw[i]) < 0) {
+                creds_clear(&user);
+                return errmsg_set(err, -ENOMEM, "out of memory");
+            }
+        }
+        creds_clear(&user);
+    }
+    return 0;
+}
+
+/* Passwords: the leader keeps the internal secret complete and in line with the
+ * system-users secret; every unit running a primary applies them. */
+static int converge_credentials(const struct hook_event *ev, bool leader,
+                                const struct pg_settings *s, PGconn *conn, bool primary,
+                                struct unit_status *st, char **err)
+{
+    char peer[128];
+    if (creds_peer_relation(ev, peer, sizeof peer, err) < 0)
+        return -1;
+    struct creds have = {0}, target = {0};
+    char *uri = NULL;
+    int rc = creds_read_internal(ev, peer, &have, &uri, err);
+    if (rc < 0 && rc != -ENOENT)
+        goto out;
+    if (rc == -ENOENT && !leader) {
+        want(st, "waiting", "waiting for the leader to create the system users' passwords");
+        rc = 0;
+        goto out;
+    }
+    for (int i = 0; i < N_SYSTEM_USERS; i++)
+        if (have.pw[i] && creds_set(&target, i, have.pw[i]) < 0) {
+            rc = errmsg_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+    if (s && s->system_users_id[0]) {
+        struct creds user = {0};
+        char *why = NULL;
+        if (read_user_secret(ev, s, &user, &why) < 0) {
+            want(st, "blocked", "%s", ERRMSG(why));
+        } else {
+            for (int i = 0; i < N_SYSTEM_USERS; i++)
+                if (user.pw[i] && creds_set(&target, i, user.pw[i]) < 0)
+                    rc = errmsg_set(err, -ENOMEM, "out of memory");
+        }
+        free(why);
+        creds_clear(&user);
+        if (rc < 0)
+            goto out;
+    }
+    if (leader) {
+        for (int i = 0; i < N_SYSTEM_USERS; i++) {
+            if (target.pw[i])
+                continue;
+            char *pw = NULL;
+            if (password_generate(&pw, err) < 0) {
+                rc = -1;
+                goto out;
+            }
+            target.pw[i] = pw;
+        }
+        rc = creds_write_internal(ev, peer, uri, &have, &target, err);
+        if (rc < 0)
+            goto out;
+    }
+    rc = 0;
+    if (conn && primary) {
+        int changed = creds_apply(conn, &target, err);
+        if (changed < 0)
+            rc = -1;
+    }
+out:
+    creds_clear(&have);
+    creds_clear(&target);
+    free(uri);
+    return rc;
+}
+
+/* The quick pass: nothing changed in the model since a good full pass. */
+static bool quick_pass_possible(const struct model_facts *f, const char *config)
+{
+    return last.full_ok && last.leader == (int)f->is_leader && last.config &&
+           strcmp(last.config, config) == 0;
+}
+
+int reconcile_run(const struct hook_event *ev, bool full)
 {
     struct model_facts facts;
+    struct unit_status st = {.status = "active"};
+    struct pg_install pg;
+    struct pg_settings settings;
+    bool settings_ok = false;
+    PGconn *conn = NULL;
+    char *config = NULL;
     char *err = NULL;
     int code = 1;
 
@@ -62,18 +457,123 @@ int reconcile_run(const struct hook_event *ev)
         log_error("reconcile: %s", ERRMSG(err));
         goto out;
     }
-    log_debug("reconcile: %s, %zu config options set", facts.is_leader ? "leader" : "not leader",
-              json_object_size(facts.config));
-
-    struct unit_status want;
-    reconcile_desired_status(&facts, &want);
-    if (hooktool_status_set(ev, want.status, want.message, &err) < 0) {
-        log_error("reconcile: %s", ERRMSG(err));
+    config = json_dumps(facts.config, JSON_SORT_KEYS | JSON_COMPACT);
+    if (!config) {
+        log_error("out of memory");
         goto out;
     }
+    if (!full && quick_pass_possible(&facts, config)) {
+        bool ready = false;
+        if (pg_detect(&pg, &err) == 0 && pg_running(&pg, &ready) > 0 && ready) {
+            want(&st, "active", "Primary");
+            code = set_status(ev, &st, &err) < 0 ? 1 : 0;
+            if (code)
+                log_error("reconcile: %s", ERRMSG(err));
+            goto out;
+        }
+        log_warning("PostgreSQL is not running: full reconcile");
+        free(err);
+        err = NULL;
+    }
+    last.full_ok = false;
+
+    char *why = NULL;
+    if (settings_parse(facts.config, &settings, &why) < 0) {
+        want(&st, "blocked", "%s", ERRMSG(why));
+        log_warning("%s", ERRMSG(why));
+    } else {
+        settings_ok = true;
+    }
+    free(why);
+
+    if (ensure_cluster(ev, &pg, &err) < 0)
+        goto failed;
+    bool ready;
+    bool configured = pg_initialised(&pg);
+    if (settings_ok) {
+        if (apply_config(&pg, &settings, &st, &err) < 0)
+            goto failed;
+    } else {
+        char *conf = NULL;
+        if (pg_read_file(&pg, "postgresql.conf", &conf, &err) < 0)
+            goto failed;
+        configured = conf && strstr(conf, "pg-agent");
+        free(conf);
+    }
+    if (!configured) {
+        want(&st, "blocked", "not starting PostgreSQL until the configuration is valid");
+    } else if (pg_running(&pg, &ready) <= 0 || !ready) {
+        progress(ev, "starting PostgreSQL");
+        if (pg_start(&pg, START_TIMEOUT_MS, &err) < 0)
+            goto failed;
+    }
+    bool primary = false;
+    if (configured) {
+        if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &err) < 0 ||
+            db_is_primary(conn, &primary, &err) < 0)
+            goto failed;
+        set_version(ev, conn);
+        const char *port_argv[] = {"open-port", "5432/tcp", NULL};
+        if (hooktool_check(ev, port_argv, &err) < 0)
+            goto failed;
+    }
+    if (converge_credentials(ev, facts.is_leader, settings_ok ? &settings : NULL, conn, primary,
+                             &st, &err) < 0)
+        goto failed;
+    if (configured)
+        want(&st, "active", primary ? "Primary" : "Replica");
+    if (set_status(ev, &st, &err) < 0)
+        goto failed;
     code = 0;
+    if (strcmp(st.status, "active") == 0) {
+        last.full_ok = true;
+        last.leader = facts.is_leader;
+        free(last.config);
+        last.config = config;
+        config = NULL;
+    }
+    goto out;
+
+failed:
+    log_error("reconcile: %s", ERRMSG(err));
+    {
+        /* Say what failed; the hook fails too, so Juju retries it. */
+        struct unit_status bad = {.status = "maintenance"};
+        snprintf(bad.message, sizeof bad.message, "retrying: %s", ERRMSG(err));
+        char *e2 = NULL;
+        if (set_status(ev, &bad, &e2) < 0)
+            log_warning("%s", ERRMSG(e2));
+        free(e2);
+    }
 out:
+    db_close(conn);
     model_facts_free(&facts);
+    free(config);
     free(err);
     return code;
+}
+
+void reconcile_supervise(void)
+{
+    struct pg_install pg;
+    char *err = NULL;
+    bool ready;
+    if (pg_detect(&pg, &err) < 0 || !pg_initialised(&pg)) {
+        free(err);
+        return;
+    }
+    char *conf = NULL;
+    bool configured = pg_read_file(&pg, "postgresql.conf", &conf, &err) == 0 && conf &&
+                      strstr(conf, "pg-agent");
+    free(conf);
+    if (configured && pg_running(&pg, &ready) <= 0) {
+        log_warning("PostgreSQL is not running (no live postmaster for %s): starting it",
+                    pg.datadir);
+        last.full_ok = false;
+        if (pg_start(&pg, START_TIMEOUT_MS, &err) < 0)
+            log_error("cannot start PostgreSQL: %s", ERRMSG(err));
+        else
+            log_info("PostgreSQL is running again");
+    }
+    free(err);
 }

@@ -1,8 +1,16 @@
-/* The reconcile pass: read the model through the hook tools, compute the desired state,
- * converge. Today the desired state is only an honest unit status.
+/* The reconcile pass: read the model (leadership, config, secrets), compare with the
+ * unit (packages, cluster, configuration files, roles), converge, and say so in the unit
+ * status. Every event leads here; there is no per-event state machine to defer.
  *
- * Ownership: struct model_facts owns its JSON (model_facts_free). The pure functions
- * write into caller-provided structs and keep no pointers.
+ * Two depths:
+ *   - full: everything above (install, initdb, config files, credentials, ports);
+ *   - quick (update-status and agent-raised checks): when the previous full pass
+ *     succeeded and neither leadership nor config changed since, only the health of the
+ *     running server is checked and the status refreshed (two hook tools, no secret read).
+ * The agent remembers, in memory only, what the last pass saw and the status it set, so
+ * that unchanged status is not set again. A restarted agent simply does a full pass.
+ *
+ * Ownership: nothing is kept from the event after the call.
  */
 #ifndef PG_AGENT_RECONCILE_H
 #define PG_AGENT_RECONCILE_H
@@ -10,30 +18,47 @@
 #include <stdbool.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 
+#include "credentials.h"
+#include "pg.h"
 #include "request.h"
+#include "settings.h"
 
-/* What one pass knows about the model. */
+/* The model as one hook sees it. */
 struct model_facts {
     bool is_leader;
-    json_t *config; /* config-get --format=json: an object, owned */
+    json_t *config; /* config-get's object (owned) */
 };
 
+/* What the unit status should be. */
 struct unit_status {
-    const char *status;  /* maintenance, blocked, waiting, active */
-    const char *message; /* string literals, or owned by the facts the status came from */
+    const char *status; /* maintenance, blocked, waiting, active */
+    char message[512];
 };
 
-/* Read the facts with the hook tools. Returns 0, or -1 with *err naming the tool that
- * failed and how (its exit code), or why its answer was refused. */
+/* Read is-leader and config-get. */
 int model_facts_read(const struct hook_event *ev, struct model_facts *out, char **err);
 void model_facts_free(struct model_facts *facts);
 
-/* Pure: the unit status the facts call for. */
-void reconcile_desired_status(const struct model_facts *facts, struct unit_status *out);
+/* Run the pass. Returns the hook's exit code (0, or 1 when something failed that a retry
+ * may fix; blocked states are not failures). */
+int reconcile_run(const struct hook_event *ev, bool full);
 
-/* One whole pass for ev (which must have a hook context). Returns the hook's exit code:
- * 0 on success, 1 when anything failed (logged here), so that Juju retries the hook. */
-int reconcile_run(const struct hook_event *ev);
+/* For actions: the installed server (detected), and a connection to it when it runs.
+ * Returns 0, or -1 with *err saying what is missing. */
+int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err);
+
+/* For actions: the passwords the unit should have right now (internal secret, with the
+ * system-users secret applied when configured and readable), and whether system-users
+ * manages user i (managed[i]). Returns 0; -ENOENT before the leader created them. */
+int reconcile_wanted_creds(const struct hook_event *ev, const struct pg_settings *s,
+                           struct creds *out, bool managed[N_SYSTEM_USERS], char **err);
+
+/* Between hooks (a timer): restart PostgreSQL if it should run and does not. */
+void reconcile_supervise(void);
+
+/* Forget what the last pass saw (the next one is full). */
+void reconcile_invalidate(void);
 
 #endif

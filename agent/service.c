@@ -5,6 +5,7 @@
 #include "service.h"
 
 #include "errmsg.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,18 +137,9 @@ static int write_unit(const char *dir, const char *name, const char *text, char 
         rc = errmsg_set(err, -errno, "cannot create %s: %s", tmp, strerror(errno));
         goto out;
     }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t w = write(fd, text + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = errmsg_set(err, w < 0 ? -errno : -EIO, "cannot write %s: %s", tmp,
-                            w < 0 ? strerror(errno) : "short write");
-            break;
-        }
-        off += (size_t)w;
-    }
+    int wr = proto_write_all(fd, text, strlen(text));
+    if (wr < 0)
+        rc = errmsg_set(err, wr, "cannot write %s: %s", tmp, strerror(-wr));
     if (rc == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
         rc = errmsg_set(err, -errno, "cannot finish %s: %s", tmp, strerror(errno));
     if (close(fd) < 0 && rc == 0)

@@ -210,3 +210,10 @@ void proto_buf_free(struct proto_buf *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+int proto_write_all(int fd, const void *buf, size_t len)
+{
+    /* iovec's base is not const, but writev does not modify it. */
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return len ? proto_write_all_iov(fd, &iov, 1) : 0;
+}

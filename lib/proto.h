@@ -46,6 +46,9 @@ int proto_write_frame(int fd, const char *body, size_t len);
  * and short writes; iov is advanced in place. Returns 0, or -errno (-EIO: zero write). */
 int proto_write_all_iov(int fd, struct iovec *iov, int iovcnt);
 
+/* Write the len bytes at buf to fd (proto_write_all_iov with one buffer). */
+int proto_write_all(int fd, const void *buf, size_t len);
+
 /* Read one frame from fd into a malloc'd NUL-terminated buffer (*out, *len).
  * Returns 0; -EPROTO for a bad length; -ECONNRESET on EOF before a whole
  * frame; -errno otherwise. On error *out is NULL. */

@@ -103,6 +103,10 @@ class Controller:
     def host_path(self, m, unit, path):
         path = os.path.normpath(path)
         ud = m.unit(unit)
+        if path == "/proc" or path.startswith("/proc/"):
+            # The unit's own /proc (its PID namespace), as a real unit agent on the same
+            # machine sees it: /proc/<pid>/fd/<n> of a unit process is a file path too.
+            return f"/proc/{self.machine_pid(m, ud['machine'])}/root{path}"
         for d in host.PRIVATE_DIRS:
             if path == d or path.startswith(d + "/"):
                 return self.machine_root(m, ud["machine"]) + path

@@ -1,0 +1,248 @@
+/* The charm's actions (actions.h): get-password, set-password, get-primary. Parameters
+ * were validated against actions.yaml by Juju; they are checked again here (the edge). */
+/* _GNU_SOURCE is how glibc is asked for asprintf. */
+#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#include "actions.h"
+
+#include "credentials.h"
+#include "db.h"
+#include "errmsg.h"
+#include "hooktool.h"
+#include "log.h"
+#include "password.h"
+#include "reconcile.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* action-fail -- message; the action fails, the hook process still exits 0. */
+static int fail(const struct hook_event *ev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int fail(const struct hook_event *ev, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_warning("action %s failed: %s", ev->name, msg);
+    const char *argv[] = {"action-fail", "--", msg, NULL};
+    char *err = NULL;
+    int rc = hooktool_check(ev, argv, &err);
+    if (rc < 0)
+        log_error("%s", ERRMSG(err));
+    free(err);
+    return rc < 0 ? 1 : 0;
+}
+
+/* action-get --format=json: the params object (owned by the caller). */
+static int params(const struct hook_event *ev, json_t **out, char **err)
+{
+    const char *argv[] = {"action-get", NULL};
+    if (hooktool_json(ev, argv, out, err) < 0)
+        return -1;
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return errmsg_set(err, -EINVAL, "action-get answered something other than an object");
+    }
+    return 0;
+}
+
+/* username parameter: a system user, else a failure message naming the allowed ones. */
+static int username_param(const struct hook_event *ev, const json_t *p, int *index)
+{
+    const json_t *u = json_object_get(p, "username");
+    const char *name = json_is_string(u) ? json_string_value(u) : "operator";
+    *index = creds_user_index(name);
+    if (*index < 0) {
+        fail(ev, "username must be one of the system users: %s (not %.64s)", creds_user_list(),
+             name);
+        return -1;
+    }
+    return 0;
+}
+
+static int current_settings(const struct hook_event *ev, struct pg_settings *s, char **err)
+{
+    struct model_facts f;
+    if (model_facts_read(ev, &f, err) < 0)
+        return -1;
+    int rc = settings_parse(f.config, s, err);
+    model_facts_free(&f);
+    return rc;
+}
+
+static int get_password(const struct hook_event *ev)
+{
+    json_t *p = NULL;
+    char *err = NULL;
+    int i, code = 0;
+    struct creds c = {0};
+    bool managed[N_SYSTEM_USERS];
+    struct pg_settings s;
+    if (params(ev, &p, &err) < 0 || username_param(ev, p, &i) < 0)
+        goto out;
+    bool have_settings = current_settings(ev, &s, &err) == 0;
+    free(err);
+    err = NULL;
+    int rc = reconcile_wanted_creds(ev, have_settings ? &s : NULL, &c, managed, &err);
+    if (rc == -ENOENT || (rc == 0 && !c.pw[i])) {
+        code = fail(ev, "the passwords do not exist yet: the leader creates them once it has "
+                        "set up the database");
+        goto out;
+    }
+    if (rc < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    /* action-set takes key=value arguments only: the password is on this short-lived
+     * tool's command line for the few milliseconds it runs (no file or stdin form). */
+    char *kv = NULL;
+    if (asprintf(&kv, "password=%s", c.pw[i]) < 0) {
+        code = 1;
+        goto out;
+    }
+    const char *argv[] = {"action-set", kv, NULL};
+    if (hooktool_check(ev, argv, &err) < 0) {
+        log_error("%s", ERRMSG(err));
+        code = 1;
+    }
+    explicit_bzero(kv, strlen(kv));
+    free(kv);
+out:
+    if (err && code)
+        log_error("%s", err);
+    creds_clear(&c);
+    json_decref(p);
+    free(err);
+    return code;
+}
+
+static int set_password(const struct hook_event *ev)
+{
+    json_t *p = NULL;
+    char *err = NULL, *pw = NULL, *uri = NULL;
+    int i, code = 0;
+    struct creds have = {0}, target = {0};
+    bool managed[N_SYSTEM_USERS];
+    struct pg_settings s;
+    PGconn *conn = NULL;
+
+    struct model_facts f;
+    if (model_facts_read(ev, &f, &err) < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    bool leader = f.is_leader;
+    int src = settings_parse(f.config, &s, NULL);
+    model_facts_free(&f);
+    if (!leader) {
+        code = fail(ev, "set-password runs on the leader only: juju run <app>/leader "
+                        "set-password ...");
+        goto out;
+    }
+    if (params(ev, &p, &err) < 0 || username_param(ev, p, &i) < 0)
+        goto out;
+    const json_t *given = json_object_get(p, "password");
+    if (given) {
+        char *why = NULL;
+        if (!json_is_string(given) || password_check_policy(json_string_value(given),
+                                                            json_string_length(given),
+                                                            &why) < 0) {
+            code = fail(ev, "%s", why ? why : "password must be a string");
+            free(why);
+            goto out;
+        }
+        pw = password_dup(json_string_value(given), json_string_length(given));
+    } else if (password_generate(&pw, &err) < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    if (!pw) {
+        code = 1;
+        goto out;
+    }
+    int rc = reconcile_wanted_creds(ev, src == 0 ? &s : NULL, &target, managed, &err);
+    if (rc == 0 && managed[i]) {
+        code = fail(ev, "the %s password is managed by the system-users secret %s: change it "
+                        "there (juju update-secret)",
+                    system_users[i], s.system_users);
+        goto out;
+    }
+    if (rc < 0) {
+        code = fail(ev, rc == -ENOENT ? "the passwords do not exist yet: try again once the "
+                                        "unit is active"
+                                      : "%s",
+                    ERRMSG(err));
+        goto out;
+    }
+    char peer[128];
+    if (creds_peer_relation(ev, peer, sizeof peer, &err) < 0 ||
+        creds_read_internal(ev, peer, &have, &uri, &err) < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    if (creds_set(&target, i, pw) < 0) {
+        code = 1;
+        goto out;
+    }
+    /* PostgreSQL first: if it refuses, the secret still holds the password it checks. */
+    struct pg_install pg;
+    if (reconcile_connect(&pg, &conn, &err) < 0 || creds_apply(conn, &target, &err) < 0 ||
+        creds_write_internal(ev, peer, uri, &have, &target, &err) < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    log_info("set-password: the %s password was changed", system_users[i]);
+    reconcile_invalidate();
+out:
+    db_close(conn);
+    password_free(pw);
+    creds_clear(&have);
+    creds_clear(&target);
+    json_decref(p);
+    free(uri);
+    free(err);
+    return code;
+}
+
+static int get_primary(const struct hook_event *ev)
+{
+    struct pg_install pg;
+    PGconn *conn = NULL;
+    char *err = NULL;
+    bool primary = false;
+    int code;
+    if (reconcile_connect(&pg, &conn, &err) < 0 || db_is_primary(conn, &primary, &err) < 0) {
+        code = fail(ev, "no primary known: %s", ERRMSG(err));
+    } else if (!primary) {
+        code = fail(ev, "no primary known: this unit's server is a replica");
+    } else {
+        char *kv = NULL;
+        code = 1;
+        if (asprintf(&kv, "primary=%s", ev->unit) >= 0) {
+            const char *argv[] = {"action-set", kv, NULL};
+            code = hooktool_check(ev, argv, &err) < 0 ? 1 : 0;
+            free(kv);
+        }
+        if (code)
+            log_error("%s", ERRMSG(err));
+    }
+    db_close(conn);
+    free(err);
+    return code;
+}
+
+int actions_run(const struct hook_event *ev)
+{
+    if (strcmp(ev->name, "get-password") == 0)
+        return get_password(ev);
+    if (strcmp(ev->name, "set-password") == 0)
+        return set_password(ev);
+    if (strcmp(ev->name, "get-primary") == 0)
+        return get_primary(ev);
+    return fail(ev, "unknown action %.64s", ev->name);
+}
