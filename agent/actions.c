@@ -25,7 +25,7 @@ static int fail(const struct hook_event *ev, const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     log_warning("action %s failed: %s", ev->name, msg);
     const char *argv[] = {"action-fail", "--", msg, NULL};

@@ -93,7 +93,7 @@ static void __attribute__((noreturn)) wait_for_report(int fd, pid_t child)
         _exit(0);
     case DAEMON_ALREADY_RUNNING:
         printf("pg-agent: another agent is already running\n");
-        fflush(stdout);
+        (void)fflush(stdout);
         _exit(0);
     case DAEMON_FAILED:
         fprintf(stderr, "pg-agent: %s\n", len > 1 ? buf + 1 : "start-up failed");
@@ -135,7 +135,7 @@ int daemon_start(int *report_fd, char **err)
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return errmsg_set(err, -errno, "pipe: %s", strerror(errno));
-    fflush(NULL);
+    (void)fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         int e = errno;

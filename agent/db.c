@@ -101,6 +101,8 @@ int db_is_primary(PGconn *conn, bool *primary, char **err)
 
 int db_ensure_role(PGconn *conn, const char *role, const char *attributes, char **err)
 {
+    if (!role || !*role)
+        return errmsg_set(err, -EINVAL, "no role name");
     char *exists = NULL;
     if (query_value(conn, "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", role, &exists,
                     err) < 0)

@@ -24,8 +24,7 @@ static int make_addr(const char *path, struct sockaddr_un *addr)
     if (n == 0 || n >= sizeof addr->sun_path)
         return -ENAMETOOLONG;
     *addr = (struct sockaddr_un){.sun_family = AF_UNIX};
-    /* Bounded by the length check above (the Annex K lint cannot see that). */
-    // NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling)
+    /* Bounded by the length check above. */
     memcpy(addr->sun_path, path, n + 1);
     return 0;
 }

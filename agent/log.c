@@ -203,7 +203,7 @@ static void write_line(int fd, enum log_level level, const char *msg)
     char stamp[32] = "";
     long ms = 0;
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && gmtime_r(&ts.tv_sec, &tm)) {
-        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        (void)strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
         ms = ts.tv_nsec / 1000000L;
     }
     char *line = NULL;

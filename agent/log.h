@@ -49,7 +49,7 @@ int log_level_parse(const char *name, enum log_level *out);
  * called with the formatted line; it must not block for long. Log calls made from inside
  * the sink are not sent to it again. Pass NULL to detach. */
 typedef void (*log_sink_fn)(void *userdata, enum log_level level, const char *message);
-void log_set_sink(log_sink_fn sink, void *userdata);
+void log_set_sink(log_sink_fn fn, void *userdata);
 
 /* Capture: between log_capture_begin() and log_capture_end(), lines at INFO and above
  * are also collected (newline-separated, at most LOG_CAPTURE_MAX bytes; later lines are

@@ -403,7 +403,7 @@ int main(int argc, char **argv)
     json_set_alloc_funcs(malloc, wiping_free);
     /* A relay that goes away must not kill the agent; proto writes use MSG_NOSIGNAL,
      * pipes to hook tools do not. Children get SIGPIPE back (hooktool.c). */
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
 
     const char *level = getenv("PG_AGENT_LOG_LEVEL");
     enum log_level threshold;

@@ -86,13 +86,16 @@ static int write_dropin(char **err)
         char buf[sizeof text + 1];
         size_t n = fread(buf, 1, sizeof buf - 1, f);
         buf[n] = '\0';
-        fclose(f);
+        (void)fclose(f);
         if (strcmp(buf, text) == 0)
             return 0;
     }
     free(cur);
     f = fopen(PG_CREATECLUSTER_DROPIN, "we");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+    if (!f)
+        return errmsg_set(err, -EIO, "cannot write " PG_CREATECLUSTER_DROPIN);
+    bool written = fputs(text, f) >= 0;
+    if (fclose(f) != 0 || !written) /* closed on every path */
         return errmsg_set(err, -EIO, "cannot write " PG_CREATECLUSTER_DROPIN);
     return 0;
 }
@@ -155,7 +158,7 @@ int pg_disable_distro_clusters(char **err)
             while (fgets(buf, sizeof buf, f))
                 if (strncmp(buf, "disabled", 8) == 0)
                     is_disabled = true;
-            fclose(f);
+            (void)fclose(f);
             if (is_disabled)
                 continue;
             const char *stop[] = {"/usr/bin/pg_ctlcluster", v->d_name, c->d_name, "stop",
@@ -166,9 +169,14 @@ int pg_disable_distro_clusters(char **err)
                 log_debug("distro cluster %s/%s: %s", v->d_name, c->d_name, ERRMSG(e));
             free(e);
             f = fopen(start, "we");
+            bool written = false;
             if (f) {
-                fputs("# disabled by pg-agent: the charm runs its own cluster\ndisabled\n", f);
-                fclose(f);
+                written =
+                    fputs("# disabled by pg-agent: the charm runs its own cluster\ndisabled\n",
+                          f) >= 0;
+                written = fclose(f) == 0 && written;
+            }
+            if (written) {
                 log_info("the distro's cluster %s/%s is stopped and disabled", v->d_name,
                          c->d_name);
                 disabled++;
@@ -352,7 +360,7 @@ static bool alive(pid_t pid)
     if (!f)
         return false;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
+    (void)fclose(f);
     buf[n] = '\0';
     const char *rp = strrchr(buf, ')');
     return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
@@ -379,7 +387,7 @@ pid_t pg_running(const struct pg_install *pg, bool *ready)
         else if (i == 8)
             *ready = strncmp(line, "ready", 5) == 0;
     }
-    fclose(f);
+    (void)fclose(f);
     if (!same_dir || !alive((pid_t)pid)) {
         *ready = false;
         return 0;
@@ -409,7 +417,7 @@ static void startup_log_tail(const char *path, char *out, size_t size)
     while (fgets(line, sizeof line, f))
         if (line[0] != '\n')
             snprintf(last, sizeof last, "%s", line);
-    fclose(f);
+    (void)fclose(f);
     last[strcspn(last, "\n")] = '\0';
     size_t n = strlen(last);
     if (n >= size)
@@ -435,6 +443,7 @@ int pg_start(const struct pg_install *pg, int timeout_ms, char **err)
             /* A transient unit: outside the agent's cgroup, stopped only on purpose. */
             char user[64];
             snprintf(user, sizeof user, "--uid=%ld", (long)pg->uid);
+            // NOLINTNEXTLINE(bugprone-suspicious-missing-comma): deliberate "--unit=" concatenation
             const char *argv[] = {"/usr/bin/systemd-run", "--unit=" PG_SYSTEMD_UNIT,
                                   "--collect", "--quiet", "--property=Type=notify",
                                   "--property=KillMode=mixed", "--property=KillSignal=SIGINT",

@@ -66,7 +66,7 @@ struct pg_hba_rule {
 
 /* Format rules (in order: the first line that matches a connection wins) as the whole
  * pg_hba.conf, with a header and aligned columns. Refuses (-EINVAL, naming the rule's
- * index and field) any type or method outside the lists above, a missing or extra
+ * index and what is wrong) any type or method outside the lists above, a missing or extra
  * address, or a field that is not a single token. Returns 0, -EINVAL or -ENOMEM. */
 int pgconf_format_hba(const struct pg_hba_rule *rules, size_t n, char **out, char **err);
 

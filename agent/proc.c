@@ -186,7 +186,7 @@ int proc_run(const char *const argv[], const struct proc_opts *o, char **output,
             continue;
         if (r <= 0) {
             eof = true;
-            break;
+            continue; /* to the loop test, which ends it */
         }
         if (t)
             tail_add(t, chunk, (size_t)r);

@@ -100,7 +100,7 @@ static void want(struct unit_status *st, const char *status, const char *fmt, ..
         va_start(ap, fmt);
         if (len + 3 < sizeof st->message) {
             memcpy(st->message + len, "; ", 3);
-            vsnprintf(st->message + len + 2, sizeof st->message - len - 2, fmt, ap);
+            (void)vsnprintf(st->message + len + 2, sizeof st->message - len - 2, fmt, ap);
         }
         va_end(ap);
         return;
@@ -108,7 +108,7 @@ static void want(struct unit_status *st, const char *status, const char *fmt, ..
     st->status = status;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st->message, sizeof st->message, fmt, ap);
+    (void)vsnprintf(st->message, sizeof st->message, fmt, ap);
     va_end(ap);
 }
 
@@ -144,7 +144,7 @@ static long ram_mb(void)
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
     if (pages <= 0 || size <= 0)
         return 1024;
-    long long mb = (long long)pages * size / (1024 * 1024);
+    long long mb = (long long)pages * size / (1024LL * 1024);
     return mb < 1 ? 1 : mb > PGCONF_MAX_RAM_MB ? PGCONF_MAX_RAM_MB : (long)mb;
 }
 

@@ -176,9 +176,7 @@ static int copy_env(json_t *env, struct hook_event *ev, char **err)
         if (!entry)
             return errmsg_set(err, -ENOMEM, "out of memory");
         ev->envp[i] = entry; /* owned by ev from here on (request_free) */
-        /* Every copy is bounded by the allocation just above (the Annex K lint cannot see
-         * that). */
-        // NOLINTBEGIN(clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling)
+        /* Every copy is bounded by the allocation just above. */
         char *p = entry;
         memcpy(p, key, klen);
         p += klen;
@@ -189,7 +187,6 @@ static int copy_env(json_t *env, struct hook_event *ev, char **err)
         p += vlen + 1;
         memcpy(p, key, klen + 1);
         ev->env[i].name = p;
-        // NOLINTEND(clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling)
         ev->n_env = ++i;
     }
     return 0;

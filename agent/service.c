@@ -65,7 +65,8 @@ int service_render(const char *tmpl, const char *agent, const char *socket, char
         if (!hit)
             fputc(*p++, f);
     }
-    if (ferror(f) | fclose(f)) {
+    bool failed = ferror(f) != 0; /* before fclose: `ferror(f) | fclose(f)` is unordered */
+    if (fclose(f) != 0 || failed) {
         free(buf);
         return errmsg_set(err, -ENOMEM, "out of memory");
     }

@@ -18,9 +18,10 @@
 
 static const char *const profile_names[] = {
     [PROFILE_PRODUCTION] = "production", [PROFILE_TESTING] = "testing", NULL};
-static const char *const sync_commit_names[] = {
-    [SYNC_COMMIT_ON] = "on", [SYNC_COMMIT_REMOTE_APPLY] = "remote_apply",
-    [SYNC_COMMIT_REMOTE_WRITE] = "remote_write", NULL};
+static const char *const sync_commit_names[] = {[SYNC_COMMIT_ON] = "on",
+                                                [SYNC_COMMIT_REMOTE_APPLY] = "remote_apply",
+                                                [SYNC_COMMIT_REMOTE_WRITE] = "remote_write",
+                                                NULL};
 
 static const char *name_of(const char *const *names, size_t n, int value)
 {
@@ -69,8 +70,7 @@ static bool is_uuid_slash(const char *s)
 {
     static const char layout[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx/";
     for (size_t i = 0; layout[i]; i++) {
-        if (layout[i] == 'x' ? !strchr("0123456789abcdefABCDEF", s[i]) || !s[i]
-                             : s[i] != layout[i])
+        if (layout[i] == 'x' ? !strchr("0123456789abcdefABCDEF", s[i]) || !s[i] : s[i] != layout[i])
             return false;
     }
     return true;
@@ -128,6 +128,7 @@ static int store_long(const struct setting_desc *d, const struct setting_value *
 }
 
 static int store_bool(const struct setting_desc *d, const struct setting_value *v,
+                      // NOLINTNEXTLINE(readability-non-const-parameter): is a setting_store_fn
                       struct pg_settings *out, char *rule, size_t size)
 {
     (void)rule;
@@ -193,14 +194,22 @@ static int store_secret(const struct setting_desc *d, const struct setting_value
 /* ---- the table (mirrors config.yaml) ------------------------------------------------- */
 
 #define AT(m) offsetof(struct pg_settings, m)
-#define INT_OPT(name, def, lo, hi, unit, m) \
-    {name, SETTING_INT, def, lo, hi, unit, NULL, store_long, AT(m), SETTINGS_NO_FLAG}
-#define INT_UNSET(name, lo, hi, unit, m, has) \
-    {name, SETTING_INT, NULL, lo, hi, unit, NULL, store_long, AT(m), AT(has)}
-#define BOOL_OPT(name, def, m) \
-    {name, SETTING_BOOLEAN, def, 0, 0, NULL, NULL, store_bool, AT(m), SETTINGS_NO_FLAG}
-#define STR_OPT(name, def, choices, store) \
-    {name, SETTING_STRING, def, 0, 0, NULL, choices, store, 0, SETTINGS_NO_FLAG}
+#define INT_OPT(name, def, lo, hi, unit, m)                                                        \
+    {                                                                                              \
+        name, SETTING_INT, def, lo, hi, unit, NULL, store_long, AT(m), SETTINGS_NO_FLAG            \
+    }
+#define INT_UNSET(name, lo, hi, unit, m, has)                                                      \
+    {                                                                                              \
+        name, SETTING_INT, NULL, lo, hi, unit, NULL, store_long, AT(m), AT(has)                    \
+    }
+#define BOOL_OPT(name, def, m)                                                                     \
+    {                                                                                              \
+        name, SETTING_BOOLEAN, def, 0, 0, NULL, NULL, store_bool, AT(m), SETTINGS_NO_FLAG          \
+    }
+#define STR_OPT(name, def, choices, store)                                                         \
+    {                                                                                              \
+        name, SETTING_STRING, def, 0, 0, NULL, choices, store, 0, SETTINGS_NO_FLAG                 \
+    }
 
 const struct setting_desc settings_options[] = {
     STR_OPT("profile", "production", profile_names, store_profile),
@@ -216,8 +225,7 @@ const struct setting_desc settings_options[] = {
               has_maintenance_work_mem),
     INT_UNSET("memory-temp-buffers", 100, 1073741823L, "8 kB pages", temp_buffers_pages,
               has_temp_buffers),
-    INT_OPT("connection-authentication-timeout", "60", 1, 600, "seconds",
-            authentication_timeout_s),
+    INT_OPT("connection-authentication-timeout", "60", 1, 600, "seconds", authentication_timeout_s),
     INT_OPT("connection-statement-timeout", "0", 0, 2147483647L, "ms", statement_timeout_ms),
     INT_OPT("session-idle-in-transaction-session-timeout", "0", 0, 2147483647L, "ms",
             idle_in_transaction_timeout_ms),
@@ -239,7 +247,8 @@ const struct setting_desc *settings_find(const char *name)
 
 const char *settings_type_name(enum setting_type type)
 {
-    static const char *const names[] = {[SETTING_STRING] = "string", [SETTING_INT] = "int",
+    static const char *const names[] = {[SETTING_STRING] = "string",
+                                        [SETTING_INT] = "int",
                                         [SETTING_BOOLEAN] = "boolean",
                                         [SETTING_SECRET] = "secret"};
     return (unsigned)type < sizeof names / sizeof *names ? names[type] : "?";
@@ -310,7 +319,7 @@ static void echo_json(const json_t *j, char *buf, size_t size)
             bool starts_char = (s[i] & 0xC0) != 0x80;
             if (starts_char && chars++ == SETTINGS_ECHO_MAX)
                 break;
-            buf[o++] = s[i] < 0x20 || s[i] == 0x7F ? '?' : (char)s[i];
+            buf[o++] = (char)(s[i] < 0x20 || s[i] == 0x7F ? '?' : s[i]);
         }
         snprintf(buf + o, size - o, "%s\"", i < len ? "..." : "");
     } else {
@@ -321,9 +330,9 @@ static void echo_json(const json_t *j, char *buf, size_t size)
 static const char *json_kind(const json_t *j)
 {
     static const char *const kinds[] = {
-        [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array",  [JSON_STRING] = "a string",
+        [JSON_OBJECT] = "an object",   [JSON_ARRAY] = "an array",     [JSON_STRING] = "a string",
         [JSON_INTEGER] = "an integer", [JSON_REAL] = "a real number", [JSON_TRUE] = "a boolean",
-        [JSON_FALSE] = "a boolean",  [JSON_NULL] = "null"};
+        [JSON_FALSE] = "a boolean",    [JSON_NULL] = "null"};
     return kinds[json_typeof(j)];
 }
 
@@ -334,8 +343,8 @@ static void type_rule(const struct setting_desc *d, const json_t *j, char *rule,
                                         [SETTING_BOOLEAN] = "true or false",
                                         [SETTING_SECRET] = "a secret URI (a string)"};
     if (d->type == SETTING_INT)
-        snprintf(rule, size, "must be an integer between %ld and %ld (%s), not %s", d->min,
-                 d->max, d->unit, json_kind(j));
+        snprintf(rule, size, "must be an integer between %ld and %ld (%s), not %s", d->min, d->max,
+                 d->unit, json_kind(j));
     else
         snprintf(rule, size, "must be %s, not %s", nouns[d->type], json_kind(j));
 }

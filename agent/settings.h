@@ -23,10 +23,10 @@
 
 #include <jansson.h>
 
-#define SETTINGS_TZ_MAX 64          /* request-time-zone, in characters */
-#define SETTINGS_SECRET_ID_LEN 20   /* a Juju secret id (xid): [0-9a-v]{20} */
-#define SETTINGS_SECRET_URI_MAX 66  /* secret://<36-char model uuid>/<id> */
-#define SETTINGS_ECHO_MAX 64        /* characters of a value quoted in a message */
+#define SETTINGS_TZ_MAX 64         /* request-time-zone, in characters */
+#define SETTINGS_SECRET_ID_LEN 20  /* a Juju secret id (xid): [0-9a-v]{20} */
+#define SETTINGS_SECRET_URI_MAX 66 /* secret://<36-char model uuid>/<id> */
+#define SETTINGS_ECHO_MAX 64       /* characters of a value quoted in a message */
 
 enum pg_profile {
     PROFILE_PRODUCTION = 0, /* size memory from the unit's RAM */
@@ -43,28 +43,28 @@ enum pg_sync_commit {
  * options without a default have a has_* flag: when it is false the value is 0 and
  * means nothing (the renderer computes the value). */
 struct pg_settings {
-    enum pg_profile profile;                     /* profile */
-    long profile_limit_memory_mb;                /* profile-limit-memory, 0 = no cap */
-    char system_users[SETTINGS_SECRET_URI_MAX + 1];       /* system-users as given, "" = unset */
-    char system_users_id[SETTINGS_SECRET_ID_LEN + 1];     /* its bare secret id, "" = unset */
-    bool superuser_remote_access;                /* superuser-remote-access */
+    enum pg_profile profile;                          /* profile */
+    long profile_limit_memory_mb;                     /* profile-limit-memory, 0 = no cap */
+    char system_users[SETTINGS_SECRET_URI_MAX + 1];   /* system-users as given, "" = unset */
+    char system_users_id[SETTINGS_SECRET_ID_LEN + 1]; /* its bare secret id, "" = unset */
+    bool superuser_remote_access;                     /* superuser-remote-access */
     bool has_max_connections;
-    long max_connections;                        /* experimental-max-connections */
+    long max_connections; /* experimental-max-connections */
     bool has_shared_buffers;
-    long shared_buffers_pages;                   /* memory-shared-buffers, 8 kB pages */
+    long shared_buffers_pages; /* memory-shared-buffers, 8 kB pages */
     bool has_work_mem;
-    long work_mem_kb;                            /* memory-work-mem */
+    long work_mem_kb; /* memory-work-mem */
     bool has_maintenance_work_mem;
-    long maintenance_work_mem_kb;                /* memory-maintenance-work-mem */
+    long maintenance_work_mem_kb; /* memory-maintenance-work-mem */
     bool has_temp_buffers;
-    long temp_buffers_pages;                     /* memory-temp-buffers, 8 kB pages */
-    long authentication_timeout_s;               /* connection-authentication-timeout */
-    long statement_timeout_ms;                   /* connection-statement-timeout, 0 = off */
-    long idle_in_transaction_timeout_ms;         /* session-idle-in-transaction-..., 0 = off */
-    long log_min_duration_statement_ms;          /* logging-log-min-duration-statement */
-    bool log_lock_waits;                         /* logging-log-lock-waits */
-    enum pg_sync_commit synchronous_commit;      /* durability-synchronous-commit */
-    char time_zone[SETTINGS_TZ_MAX + 1];         /* request-time-zone */
+    long temp_buffers_pages;                /* memory-temp-buffers, 8 kB pages */
+    long authentication_timeout_s;          /* connection-authentication-timeout */
+    long statement_timeout_ms;              /* connection-statement-timeout, 0 = off */
+    long idle_in_transaction_timeout_ms;    /* session-idle-in-transaction-..., 0 = off */
+    long log_min_duration_statement_ms;     /* logging-log-min-duration-statement */
+    bool log_lock_waits;                    /* logging-log-lock-waits */
+    enum pg_sync_commit synchronous_commit; /* durability-synchronous-commit */
+    char time_zone[SETTINGS_TZ_MAX + 1];    /* request-time-zone */
 };
 
 /* Option types, as spelled in config.yaml. */

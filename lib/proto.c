@@ -135,8 +135,8 @@ int proto_buf_append(struct proto_buf *b, const char *s, size_t n)
 {
     if (buf_reserve(b, n) < 0)
         return -ENOMEM;
-    /* Bounded by buf_reserve (the Annex K lint cannot see that). */
-    if (n) // NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling)
+    /* Bounded by buf_reserve. */
+    if (n)
         memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';

@@ -6,7 +6,7 @@ pkgs=(build-essential pkg-config cppcheck clang-14 libclang-rt-14-dev clang-tidy
       iproute2 procps util-linux zip unzip
       libsystemd-dev libjansson-dev libsodium-dev libssl-dev libpq-dev
       postgresql postgresql-client
-      python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes)
+      python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

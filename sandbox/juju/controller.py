@@ -211,7 +211,15 @@ class Controller:
                 if f.read().strip() == str(ad["charm_rev"]):
                     return
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.copytree(ad["charm_store"], dest, symlinks=True, dirs_exist_ok=True)
+
+        def replace_file(src, dst):
+            # Like Juju's deployer: a new file is renamed over the old one, so a program
+            # running from the charm directory keeps its (old) file and nothing is busy.
+            tmp = dst + ".sandbox-new"
+            shutil.copy2(src, tmp, follow_symlinks=False)
+            os.replace(tmp, dst)
+        shutil.copytree(ad["charm_store"], dest, symlinks=True, dirs_exist_ok=True,
+                        copy_function=replace_file)
         with open(os.path.join(dest, ".sandbox-charm-rev"), "w") as f:
             f.write(str(ad["charm_rev"]))
 

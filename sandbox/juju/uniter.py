@@ -77,7 +77,16 @@ class Uniter:
                     timeout = None if wake is None else max(0.0, wake - now())
                     m.cond.wait(timeout if timeout is None else min(timeout, 60.0))
                     continue
-                ctx = self.prepare(ud, op)
+                try:
+                    ctx = self.prepare(ud, op)
+                    prepared = True
+                except Exception as e:  # likewise: log it and try again
+                    m.log(unit_tag(self.unit), "ERROR", "juju.worker.uniter",
+                          f"internal error preparing {op.describe()}: {e!r}")
+                    prepared = False
+            if not prepared:
+                time.sleep(1)
+                continue
             try:
                 self.run(ctx, op)
             except Exception as e:  # a bug must not kill the unit's agent

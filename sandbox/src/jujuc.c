@@ -165,7 +165,7 @@ static int read_full(int fd, unsigned char *p, size_t len)
 /* Reads all of stdin, at most WIRE_MAX_FIELD bytes. */
 static unsigned char *read_stdin(size_t *len_out)
 {
-    size_t cap = 64 * 1024, len = 0;
+    size_t cap = (size_t)64 * 1024, len = 0;
     unsigned char *buf = xmalloc(cap);
 
     for (;;) {
@@ -227,7 +227,7 @@ static int connect_agent(const char *path)
     struct sockaddr_un sa;
     socklen_t salen = make_addr(&sa, path);
     long long deadline = now_ns() + CONNECT_RETRY_NS;
-    long long pause = 2 * 1000 * 1000;
+    long long pause = 2LL * 1000 * 1000;
 
     for (;;) {
         int err;
@@ -243,7 +243,7 @@ static int connect_agent(const char *path)
             continue;
         if ((err == ECONNREFUSED || err == ENOENT || err == EAGAIN) && now_ns() < deadline) {
             sleep_ns(pause);
-            if (pause < 100 * 1000 * 1000)
+            if (pause < 100LL * 1000 * 1000)
                 pause *= 2;
             continue;
         }
@@ -544,6 +544,7 @@ int main(int argc, char **argv)
     head = xmalloc(head_len);
     tail = xmalloc(tail_len);
     p = head;
+    // NOLINTNEXTLINE(bugprone-not-null-terminated-result): the wire magic is 4 bytes, no NUL
     memcpy(p, WIRE_REQ_MAGIC, 4);
     put_u32(p + 4, (uint32_t)(5 + nargs));
     p = put_field(p + 8, ctx, ctx_len);

@@ -117,7 +117,7 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name)
         return a + n + 1;
     if (a[n] != '\0')
         return NULL;
-    if (*i + 1 >= argc) {
+    if (*i + 1 >= argc || !argv[*i + 1]) {
         fprintf(stderr, "unit-init: option %s needs a value\n", name);
         usage(NULL);
     }
@@ -406,7 +406,7 @@ int main(int argc, char **argv)
         die(errno, "making / private");
     if (pipe2(pfd, O_CLOEXEC) != 0)
         die(errno, "pipe");
-    fflush(NULL);
+    (void)fflush(NULL);
 
     pid = fork();
     if (pid < 0)
@@ -417,6 +417,7 @@ int main(int argc, char **argv)
         child_main(&o);
     }
 
+    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): o's arrays live until the process exits
     close(pfd[1]);
     for (;;) {
         char tmp[512];

@@ -33,6 +33,6 @@
 #define WIRE_RESP_MAGIC "JJR1"
 #define WIRE_NEED_STDIN 0x1u
 #define WIRE_MAX_FIELDS 4096u
-#define WIRE_MAX_FIELD (64u * 1024u * 1024u)
+#define WIRE_MAX_FIELD (64u << 20) /* 64 MiB */
 
 #endif

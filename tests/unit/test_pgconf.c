@@ -33,9 +33,12 @@ static void settings_from(int *failed, const char *json, struct pg_settings *s)
 
 static struct host_facts facts(long ram_mb, int cpus)
 {
-    return (struct host_facts){.ram_mb = ram_mb, .cpus = cpus, .major = 16,
+    return (struct host_facts){.ram_mb = ram_mb,
+                               .cpus = cpus,
+                               .major = 16,
                                .data_dir = "/var/lib/postgresql/16/main",
-                               .socket_dir = "/var/run/postgresql", .port = 5432};
+                               .socket_dir = "/var/run/postgresql",
+                               .port = 5432};
 }
 
 static void size_ok(int *failed, const char *json, struct host_facts h, struct pg_sizing *z)
@@ -110,12 +113,8 @@ TEST(quote)
     const struct {
         const char *in, *out;
     } cases[] = {
-        {"abc", "'abc'"},
-        {"", "''"},
-        {"it's", "'it''s'"},
-        {"''", "''''''"},
-        {"a\\b", "'a\\\\b'"},
-        {"%m [%p] %q%u@%d ", "'%m [%p] %q%u@%d '"},
+        {"abc", "'abc'"},       {"", "''"},           {"it's", "'it''s'"},
+        {"''", "''''''"},       {"a\\b", "'a\\\\b'"}, {"%m [%p] %q%u@%d ", "'%m [%p] %q%u@%d '"},
         {"Zürich", "'Zürich'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -277,9 +276,15 @@ TEST(bad_host_facts)
 {
     struct pg_settings s;
     settings_from(failed, "{}", &s);
-    struct host_facts bad[] = {facts(0, 1), facts(1024, 0), facts(PGCONF_MAX_RAM_MB + 1, 1),
-                               facts(1024, PGCONF_MAX_CPUS + 1), facts(1024, 1), facts(1024, 1),
-                               facts(1024, 1), facts(1024, 1), facts(1024, 1)};
+    struct host_facts bad[] = {facts(0, 1),
+                               facts(1024, 0),
+                               facts(PGCONF_MAX_RAM_MB + 1, 1),
+                               facts(1024, PGCONF_MAX_CPUS + 1),
+                               facts(1024, 1),
+                               facts(1024, 1),
+                               facts(1024, 1),
+                               facts(1024, 1),
+                               facts(1024, 1)};
     bad[4].major = 9;
     bad[5].port = 0;
     bad[6].port = 65536;
@@ -604,6 +609,5 @@ CHECK_MAIN("pgconf", CASE(quote), CASE(units), CASE(production_1gb), CASE(produc
            CASE(production_limit_on_1gb_and_large_ram), CASE(testing_profile),
            CASE(explicit_options_override_the_profile), CASE(shared_buffers_limit),
            CASE(bad_host_facts), CASE(conf_defaults_production_16gb), CASE(conf_from_options),
-           CASE(conf_is_deterministic), CASE(hba_rules_in_order),
-           CASE(hba_superuser_remote_access), CASE(hba_methods), CASE(hba_format_refuses),
-           CASE(ident_map))
+           CASE(conf_is_deterministic), CASE(hba_rules_in_order), CASE(hba_superuser_remote_access),
+           CASE(hba_methods), CASE(hba_format_refuses), CASE(ident_map))

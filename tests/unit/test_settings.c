@@ -168,13 +168,12 @@ static const struct int_case {
      F(has_maintenance_work_mem)},
     {"memory-temp-buffers", 100, 1073741823L, "8 kB pages", F(temp_buffers_pages),
      F(has_temp_buffers)},
-    {"connection-authentication-timeout", 1, 600, "seconds", F(authentication_timeout_s),
-     NO_FLAG},
+    {"connection-authentication-timeout", 1, 600, "seconds", F(authentication_timeout_s), NO_FLAG},
     {"connection-statement-timeout", 0, 2147483647L, "ms", F(statement_timeout_ms), NO_FLAG},
     {"session-idle-in-transaction-session-timeout", 0, 2147483647L, "ms",
      F(idle_in_transaction_timeout_ms), NO_FLAG},
-    {"logging-log-min-duration-statement", -1, 2147483647L, "ms",
-     F(log_min_duration_statement_ms), NO_FLAG},
+    {"logging-log-min-duration-statement", -1, 2147483647L, "ms", F(log_min_duration_statement_ms),
+     NO_FLAG},
 };
 #define N_INT_CASES (sizeof int_cases / sizeof int_cases[0])
 
@@ -259,8 +258,7 @@ TEST(wrong_json_types)
                    "config superuser-remote-access=\"true\": must be true or false, not a string");
     expect_refused(failed, "{\"logging-log-lock-waits\":1}",
                    "config logging-log-lock-waits=1: must be true or false, not an integer");
-    expect_refused(failed, "{\"profile\":1}",
-                   "config profile=1: must be a string, not an integer");
+    expect_refused(failed, "{\"profile\":1}", "config profile=1: must be a string, not an integer");
     expect_refused(failed, "{\"request-time-zone\":[\"UTC\"]}",
                    "config request-time-zone=[...]: must be a string, not an array");
     expect_refused(failed, "{\"durability-synchronous-commit\":{\"on\":1}}",
@@ -326,7 +324,7 @@ TEST(enum_names)
     CHECK_STR(settings_profile_name(PROFILE_PRODUCTION), "production");
     CHECK_STR(settings_profile_name(PROFILE_TESTING), "testing");
     CHECK(settings_profile_name((enum pg_profile)2) == NULL);
-    CHECK(settings_profile_name((enum pg_profile)-1) == NULL);
+    CHECK(settings_profile_name((enum pg_profile) - 1) == NULL);
     CHECK_STR(settings_sync_commit_name(SYNC_COMMIT_ON), "on");
     CHECK_STR(settings_sync_commit_name(SYNC_COMMIT_REMOTE_APPLY), "remote_apply");
     CHECK_STR(settings_sync_commit_name(SYNC_COMMIT_REMOTE_WRITE), "remote_write");
@@ -354,12 +352,28 @@ TEST(booleans)
 
 TEST(time_zones)
 {
-    const char *good[] = {"UTC", "Europe/Paris", "America/Argentina/Buenos_Aires",
-                          "Etc/GMT+5", "Etc/GMT-14", "EST5EDT", "a",
+    const char *good[] = {"UTC",
+                          "Europe/Paris",
+                          "America/Argentina/Buenos_Aires",
+                          "Etc/GMT+5",
+                          "Etc/GMT-14",
+                          "EST5EDT",
+                          "a",
                           "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
-    const char *bad[] = {"", "../etc", "Europe/../../etc/passwd", "..", "/etc/localtime",
-                         "Europe//Paris", "Europe/", "Europe/Paris ", "UTC\n", "Zürich",
-                         "Etc/GMT.5", "UTC'; drop", "UTC\\", "a b",
+    const char *bad[] = {"",
+                         "../etc",
+                         "Europe/../../etc/passwd",
+                         "..",
+                         "/etc/localtime",
+                         "Europe//Paris",
+                         "Europe/",
+                         "Europe/Paris ",
+                         "UTC\n",
+                         "Zürich",
+                         "Etc/GMT.5",
+                         "UTC'; drop",
+                         "UTC\\",
+                         "a b",
                          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         if (!settings_time_zone_valid(good[i])) {
@@ -393,13 +407,23 @@ TEST(secret_uris)
     const char *good[] = {"secret:" XID, "secret://" UUID "/" XID, XID,
                           "secret://1F9B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D/" XID,
                           "secret:0123456789abcdefghuv"};
-    const char *bad[] = {"", "secret:", "secret:d0jrqa7mp25c77aglb0", "secret:" XID "0",
-                         "secret:d0jrqa7mp25c77aglb0w", "secret:D0JRQA7MP25C77AGLB0G",
-                         "secret://" XID, "secret://" UUID XID, "secret://" UUID "/",
+    const char *bad[] = {"",
+                         "secret:",
+                         "secret:d0jrqa7mp25c77aglb0",
+                         "secret:" XID "0",
+                         "secret:d0jrqa7mp25c77aglb0w",
+                         "secret:D0JRQA7MP25C77AGLB0G",
+                         "secret://" XID,
+                         "secret://" UUID XID,
+                         "secret://" UUID "/",
                          "secret://1f9b2c3d4e5f4a6b8c7d9e0f1a2b3c4d/" XID,
                          "secret://1f9b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4g/" XID,
-                         "secret:" XID "/1", "secret:/" XID, "secrets:" XID, " " XID,
-                         "secret://" UUID "/" XID "/2", "secret:" UUID "/" XID};
+                         "secret:" XID "/1",
+                         "secret:/" XID,
+                         "secrets:" XID,
+                         " " XID,
+                         "secret://" UUID "/" XID "/2",
+                         "secret:" UUID "/" XID};
     char id[SETTINGS_SECRET_ID_LEN + 1];
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         CHECK(settings_secret_id(good[i], id) == 0);
@@ -573,8 +597,7 @@ static int read_config_yaml(FILE *f, struct yaml_option *opts, size_t max)
                          line + 6) < (int)(sizeof opts[n].description - used))
                 continue;
         }
-        fprintf(stderr, "  config.yaml:%d: line not understood (or too long): %s\n", lineno,
-                line);
+        fprintf(stderr, "  config.yaml:%d: line not understood (or too long): %s\n", lineno, line);
         return -1;
     }
     return n + 1;
@@ -597,8 +620,7 @@ static int load_config_yaml(int *failed, struct yaml_option *opts)
     return n;
 }
 
-static const struct yaml_option *yaml_find(const struct yaml_option *opts, int n,
-                                           const char *name)
+static const struct yaml_option *yaml_find(const struct yaml_option *opts, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(opts[i].name, name) == 0)
@@ -618,8 +640,8 @@ static bool is_integer_text(const char *s)
  * unquoted on/yes/true/... is a boolean and an unquoted 5 an integer, even for a string. */
 static bool yaml_default_typed(const struct yaml_option *y)
 {
-    static const char *const yaml11_scalars[] = {"y", "yes", "n", "no", "true", "false", "on",
-                                                 "off", "null", "~", ""};
+    static const char *const yaml11_scalars[] = {"y",  "yes", "n",    "no", "true", "false",
+                                                 "on", "off", "null", "~",  ""};
     if (strcmp(y->type, "int") == 0)
         return !y->def_quoted && is_integer_text(y->def);
     if (strcmp(y->type, "boolean") == 0)
@@ -661,8 +683,9 @@ static void check_against_yaml(int *failed, const struct setting_desc *d,
         (*failed)++;
     }
     if (y->has_def && !yaml_default_typed(y)) {
-        fprintf(stderr, "  option %s: YAML does not read default %s%s%s as type %s (quote "
-                        "strings, never ints or booleans)\n",
+        fprintf(stderr,
+                "  option %s: YAML does not read default %s%s%s as type %s (quote "
+                "strings, never ints or booleans)\n",
                 d->name, y->def_quoted ? "\"" : "", y->def, y->def_quoted ? "\"" : "", y->type);
         (*failed)++;
     }
@@ -691,8 +714,7 @@ TEST(table_matches_config_yaml)
                            yaml_find(opts, n, settings_options[i].name));
     for (int i = 0; i < n; i++) {
         if (!settings_find(opts[i].name)) {
-            fprintf(stderr, "  option %s is in config.yaml but not in the C table\n",
-                    opts[i].name);
+            fprintf(stderr, "  option %s is in config.yaml but not in the C table\n", opts[i].name);
             (*failed)++;
         }
         for (int j = 0; j < i; j++)
