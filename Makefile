@@ -43,7 +43,7 @@ SANDBOX_BIN := $(BUILD)/sandbox/jujuc $(BUILD)/sandbox/unit-init
 ASAN_BIN    := $(BUILD)/asan/jujuc $(BUILD)/asan/unit-init
 CHARM_FILES := metadata.yaml $(wildcard config.yaml actions.yaml)
 
-.PHONY: all asan build charm charm-tree deps check demo bench clean lint unit fuzz \
+.PHONY: all asan build charm charm-asan charm-tree deps check demo bench clean lint unit fuzz \
 	test-sandbox
 
 all: build
@@ -87,6 +87,23 @@ charm: charm-tree
 	/usr/bin/python3 scripts/pack-charm.py $(CHARM_TREE) $(BUILD)/postgresql.charm
 	cd $(BUILD) && sha256sum postgresql.charm > SHA256SUMS
 
+# The same charm with relay and agent built with ASan+UBSan (findings go to files under
+# /var/log/pg-agent in the unit); one integration test deploys it.
+ASAN_TREE := $(BUILD)/asan-charm
+ASAN_OPTS := tests/asan/asan_options.c
+$(ASAN_TREE)/dispatch: $(call aobj,$(RELAY_SRC) $(HOOKS_LIB) $(LIB_SRC)) $(ASAN_OPTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(SANITIZE)
+
+$(ASAN_TREE)/bin/pg-agent: $(call aobj,$(AGENT_MAIN) $(AGENT_LIB) $(LIB_SRC)) $(ASAN_OPTS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) -o $@ $^ $(SANITIZE) $(AGENT_LIBS)
+
+charm-asan: charm-tree $(ASAN_TREE)/dispatch $(ASAN_TREE)/bin/pg-agent
+	install -m 0644 $(CHARM_FILES) $(CHARM_TREE)/manifest.yaml $(ASAN_TREE)/
+	rm -rf $(ASAN_TREE)/src && cp -r $(CHARM_TREE)/src $(ASAN_TREE)/src
+	/usr/bin/python3 scripts/pack-charm.py $(ASAN_TREE) $(BUILD)/postgresql-asan.charm
+
 # ---- tests -----------------------------------------------------------------------------
 $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
@@ -101,7 +118,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC) $(HEADERS)
 	$(CLANG) -g -O1 -fsanitize=fuzzer,address,undefined $(INC) $(AGENT_CFLAGS) -o $@ $< \
 		$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC) $(AGENT_LIBS)
 
-asan: $(ASAN_BIN) $(UNIT_ASAN)
+asan: $(ASAN_BIN) $(UNIT_ASAN) charm-asan
 
 unit: $(UNIT_BIN) $(UNIT_ASAN)
 	@set -e; for t in $(UNIT_BIN) $(UNIT_ASAN); do echo "== $$t"; $$t; done

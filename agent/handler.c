@@ -63,7 +63,10 @@ static int dispatch(const struct hook_event *ev)
         snprintf(reexec_path, sizeof reexec_path, "%s/bin/pg-agent", ev->charm_dir);
         reconcile_invalidate();
     }
-    bool quick = (ev->kind == EVENT_HOOK && strcmp(ev->name, "update-status") == 0) ||
+    /* update-status from Juju, or raised through juju-exec (a custom event), and plain
+     * juju-exec reconciles: a quick pass when nothing changed since the last full one. */
+    bool quick = ((ev->kind == EVENT_HOOK || ev->kind == EVENT_CUSTOM) &&
+                  strcmp(ev->name, "update-status") == 0) ||
                  ev->kind == EVENT_EXEC;
     return reconcile_run(ev, !quick);
 }
@@ -79,10 +82,12 @@ int handler_handle(const struct hook_event *ev)
     }
     log_capture_begin();
     int code = dispatch(ev);
-    enum log_level level;
-    char *lines = log_capture_end(&level);
-    if (lines) {
-        /* What the agent said during the hook, in the unit's Juju log, in one call. */
+    /* What the agent said during the hook, in the unit's Juju log: one call per level,
+     * none for a quiet hook. */
+    for (enum log_level level = LOG_LEVEL_INFO; level <= LOG_LEVEL_ERROR; level++) {
+        char *lines = log_capture_take(level);
+        if (!lines)
+            continue;
         char *err = NULL;
         if (hooktool_log(ev, level, lines, &err) < 0)
             log_warning("juju-log: %s", ERRMSG(err));

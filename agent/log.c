@@ -61,55 +61,57 @@ int log_level_parse(const char *name, enum log_level *out)
     return -EINVAL;
 }
 
+struct capture {
+    char *buf;
+    size_t len;
+    bool full;
+};
 static bool capturing;
-static char *capture_buf;
-static size_t capture_len;
-static bool capture_full;
-static enum log_level capture_max;
+static struct capture captured[LOG_LEVEL_ERROR + 1];
 
 void log_capture_begin(void)
 {
-    free(capture_buf);
-    capture_buf = NULL;
-    capture_len = 0;
-    capture_full = false;
-    capture_max = LOG_LEVEL_DEBUG;
+    for (size_t i = 0; i <= LOG_LEVEL_ERROR; i++) {
+        free(captured[i].buf);
+        captured[i] = (struct capture){0};
+    }
     capturing = true;
 }
 
-char *log_capture_end(enum log_level *max_level)
+char *log_capture_take(enum log_level level)
 {
-    char *text = capture_buf;
-    *max_level = capture_max;
-    capture_buf = NULL;
-    capture_len = 0;
+    if (level < LOG_LEVEL_DEBUG || level > LOG_LEVEL_ERROR)
+        return NULL;
+    char *text = captured[level].buf;
+    captured[level] = (struct capture){0};
     capturing = false;
     return text;
 }
 
 static void capture_line(enum log_level level, const char *msg)
 {
-    if (!capturing || level < LOG_LEVEL_INFO || capture_full)
+    if (!capturing || level < LOG_LEVEL_INFO || level > LOG_LEVEL_ERROR)
         return;
-    if (level > capture_max)
-        capture_max = level;
+    struct capture *c = &captured[level];
+    if (c->full)
+        return;
     size_t n = strlen(msg);
     static const char more[] = "(more lines in the agent's log)";
     const char *add = msg;
-    if (capture_len + n + 2 > LOG_CAPTURE_MAX) {
+    if (c->len + n + 2 > LOG_CAPTURE_MAX) {
         add = more;
         n = sizeof more - 1;
-        capture_full = true;
+        c->full = true;
     }
-    char *nb = realloc(capture_buf, capture_len + n + 2);
+    char *nb = realloc(c->buf, c->len + n + 2);
     if (!nb)
         return;
-    capture_buf = nb;
-    if (capture_len)
-        capture_buf[capture_len++] = '\n';
-    memcpy(capture_buf + capture_len, add, n);
-    capture_len += n;
-    capture_buf[capture_len] = '\0';
+    c->buf = nb;
+    if (c->len)
+        c->buf[c->len++] = '\n';
+    memcpy(c->buf + c->len, add, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
 }
 
 void log_set_threshold(enum log_level level)

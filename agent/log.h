@@ -52,13 +52,14 @@ typedef void (*log_sink_fn)(void *userdata, enum log_level level, const char *me
 void log_set_sink(log_sink_fn fn, void *userdata);
 
 /* Capture: between log_capture_begin() and log_capture_end(), lines at INFO and above
- * are also collected (newline-separated, at most LOG_CAPTURE_MAX bytes; later lines are
- * dropped with a note). log_capture_end hands over the text (malloc'd, caller frees;
- * NULL when nothing was logged) and the highest level seen. The handler uses it to send
- * a hook's lines to juju-log in one call. */
+ * are also collected, per level (newline-separated, at most LOG_CAPTURE_MAX bytes per
+ * level; later lines are dropped with a note). log_capture_end hands over the text of
+ * one level (malloc'd, caller frees; NULL when nothing was logged at that level) and
+ * must be called for each level wanted before log_capture_begin starts afresh. The
+ * handler uses it to send a hook's lines to juju-log, one call per level. */
 #define LOG_CAPTURE_MAX ((size_t)65536)
 void log_capture_begin(void);
-char *log_capture_end(enum log_level *max_level);
+char *log_capture_take(enum log_level level);
 
 /* Log one line. Failures to write it are ignored: there is nowhere to report them. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -259,6 +259,7 @@ static int handle(const struct hook_event *ev, void *userdata)
 {
     sd_event *e = userdata;
     int code = handler_handle(ev);
+    malloc_trim(0); /* give back what the pass used: the agent idles small */
     if (handler_reexec_path() && sd_event_add_defer(e, NULL, on_reexec, NULL) < 0)
         log_error("cannot schedule the re-exec of the new agent");
     return code;

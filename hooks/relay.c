@@ -6,6 +6,7 @@
  * Environment values may carry secrets: only variable names and errors are printed.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -338,6 +339,8 @@ int main(void)
     if (rc < 0)
         die("cannot send the request to the agent: %s", strerror(-rc));
 
+    const char *action = getenv("JUJU_ACTION_NAME");
+    bool in_action = action && *action;
     for (;;) {
         char *body;
         size_t len;
@@ -356,7 +359,12 @@ int main(void)
         if (prc < 0)
             die("protocol error: malformed reply frame from the agent (%zu bytes)", len);
         if (reply.kind == RELAY_REPLY_LOG) {
-            print_line(reply.log, reply.log_len);
+            /* An action's stdout is part of its results: keep its informational lines
+             * out of them (they are in the agent's log and juju-log already). */
+            bool quiet = in_action && reply.level && (strcmp(reply.level, "INFO") == 0 ||
+                                                       strcmp(reply.level, "DEBUG") == 0);
+            if (!quiet)
+                print_line(reply.log, reply.log_len);
             relay_reply_free(&reply);
             continue;
         }

@@ -379,3 +379,20 @@ def test_agent_restarts_a_stopped_server(deployed):
         time.sleep(1)
     r = deployed.exec(UNIT, "grep -c 'PostgreSQL is not running' /var/log/pg-agent/agent.log")
     assert int(r.stdout.strip() or 0) >= 1, r.stdout
+
+
+def test_set_password_on_a_non_leader_fails(deployed):
+    deployed.juju("add-unit", APP)
+    other = f"{APP}/1"
+    deployed.wait(lambda s: other in s["applications"][APP].get("units", {}) and
+                  unit_status(s, other)["current"] == "active" and all_agents_idle(s, APP),
+                  error=any_error, timeout=240)
+    pw = get_password(deployed)
+    r = deployed.run(other, "set-password", "username=operator")
+    assert r.status == "failed", r.task
+    assert "leader" in r.task.get("message", ""), r.task
+    assert get_password(deployed) == pw  # unchanged
+    # the non-leader read the passwords the leader created (from the app secret)
+    assert get_password(deployed, unit=other) == pw
+    deployed.juju("remove-unit", other, "--no-prompt")
+    deployed.wait(lambda s: other not in s["applications"][APP].get("units", {}), timeout=120)
