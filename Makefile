@@ -72,9 +72,11 @@ $(RELAY_BIN): $(call obj,$(RELAY_SRC) $(HOOKS_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS)
 
+# RUNPATH: libraries charmcraft stages into the charm (charmcraft.yaml stage-packages).
+AGENT_RPATH := -Wl,-rpath,'$$ORIGIN/../usr/lib/x86_64-linux-gnu'
 $(AGENT_BIN): $(call obj,$(AGENT_MAIN) $(AGENT_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_RPATH) $(AGENT_LIBS)
 
 charm-tree: $(RELAY_BIN) $(AGENT_BIN) $(CHARM_FILES) $(wildcard src/systemd/*)
 	install -m 0644 $(CHARM_FILES) $(CHARM_TREE)/
