@@ -1,7 +1,7 @@
 /* The charm's actions (actions.h): get-password, set-password, get-primary. Parameters
  * were validated against actions.yaml by Juju; they are checked again here (the edge). */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "actions.h"
 
 #include "credentials.h"

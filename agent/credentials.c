@@ -1,7 +1,7 @@
 /* The system users' passwords (credentials.h): the internal app secret, the operator's
  * `system-users` secret, and their SCRAM verifiers in PostgreSQL. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "credentials.h"
 
 #include "db.h"

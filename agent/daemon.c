@@ -1,7 +1,7 @@
 /* Daemonising with a readiness report (daemon.h): the parent waits on a pipe for the
  * detached agent to say "listening" or why it could not, and exits accordingly. */
 /* _GNU_SOURCE is how glibc is asked for pipe2, close_range and asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "daemon.h"
 
 #include "errmsg.h"

@@ -1,7 +1,7 @@
 /* SQL work on the charm's own cluster (db.h): peer-authenticated libpq connection,
  * roles, SCRAM verifiers, configuration checks, reload. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "db.h"
 
 #include "errmsg.h"

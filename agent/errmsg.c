@@ -1,7 +1,7 @@
 /* Error messages handed back to callers (errmsg.h): one formatted, malloc'd sentence per
  * failure, so that the caller decides whether to log it, send it or print it. */
 /* _GNU_SOURCE is how glibc is asked for vasprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "errmsg.h"
 
 #include <errno.h>

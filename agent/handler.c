@@ -1,7 +1,7 @@
 /* What the agent does with an event (handler.h): actions go to their handler, every
  * other event to the same holistic reconcile pass; a hook's log lines go to juju-log. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "handler.h"
 
 #include "actions.h"

@@ -1,7 +1,7 @@
 /* Hook tools run on behalf of a waiting hook (hooktool.h): PATH lookup in the forwarded
  * environment, fork/exec with nothing inherited, bounded capture, timeout, JSON helpers. */
 /* _GNU_SOURCE is how glibc is asked for asprintf, pipe2, close_range. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "hooktool.h"
 
 #include "errmsg.h"

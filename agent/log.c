@@ -1,7 +1,7 @@
 /* The agent's log (log.h): formats a line once, then writes it to the journal or the
  * log file and, during a request, hands it to the connection's sink. */
 /* _GNU_SOURCE is how glibc is asked for asprintf, vasprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "log.h"
 
 #include "errmsg.h"

@@ -1,7 +1,7 @@
 /* pg-agent: the PostgreSQL charm's resident agent. Parses the command line, sets up the
  * socket, the log and the sd-event loop, and serves the relay until SIGTERM/SIGINT. */
 /* _GNU_SOURCE is how glibc is asked for sigabbrev_np and asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "daemon.h"
 #include "errmsg.h"
 #include "handler.h"

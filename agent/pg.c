@@ -1,7 +1,7 @@
 /* The PostgreSQL server as a workload (pg.h): packages, initdb, detached start,
  * adoption from postmaster.pid, stop, reload, and the cluster's files. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "pg.h"
 
 #include "errmsg.h"
@@ -80,7 +80,6 @@ static int write_dropin(char **err)
                           strerror(errno));
     static const char text[] = "# written by pg-agent: the charm manages its own cluster\n"
                                "create_main_cluster = false\n";
-    char *cur = NULL;
     FILE *f = fopen(PG_CREATECLUSTER_DROPIN, "re");
     if (f) {
         char buf[sizeof text + 1];
@@ -90,7 +89,6 @@ static int write_dropin(char **err)
         if (strcmp(buf, text) == 0)
             return 0;
     }
-    free(cur);
     f = fopen(PG_CREATECLUSTER_DROPIN, "we");
     if (!f)
         return errmsg_set(err, -EIO, "cannot write " PG_CREATECLUSTER_DROPIN);

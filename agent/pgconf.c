@@ -1,7 +1,7 @@
 /* PostgreSQL's configuration files rendered from settings and host facts (pgconf.h):
  * memory sizing per profile, postgresql.conf lines, pg_hba rules and pg_ident. */
 /* _GNU_SOURCE is how glibc is asked for vasprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "pgconf.h"
 
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* Running programs for the agent (proc.h): fork/exec with a clean environment, a user
  * switch, a deadline, the tail of the output for messages, and detached spawns. */
 /* _GNU_SOURCE is how glibc is asked for asprintf, pipe2, close_range. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "proc.h"
 
 #include "errmsg.h"

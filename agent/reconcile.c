@@ -1,7 +1,7 @@
 /* The reconcile pass (reconcile.h): model facts, then packages, cluster, configuration
  * files, the running server, passwords, ports and status, each converged in turn. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "reconcile.h"
 
 #include "db.h"

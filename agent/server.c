@@ -1,7 +1,7 @@
 /* The relay socket's server side (server.h): sd-event io sources for the listener and
  * each connection, a deadline timer per connection, frame assembly, replies. */
 /* _GNU_SOURCE is how glibc is asked for accept4, struct ucred. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "server.h"
 
 #include "errmsg.h"

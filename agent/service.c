@@ -1,7 +1,7 @@
 /* Installing the agent as a systemd service (service.h): template rendering, atomic unit
  * file writes, and the two systemctl calls with their failures reported clearly. */
 /* _GNU_SOURCE is how glibc is asked for asprintf, pipe2, close_range, open_memstream. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "service.h"
 
 #include "errmsg.h"

@@ -1,7 +1,7 @@
 /* The charm's Juju config turned into struct pg_settings (settings.h): one descriptor per
  * config.yaml option, each with its type, default, range or allowed values, and store. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "settings.h"
 
 #include <errno.h>

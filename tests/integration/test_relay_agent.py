@@ -18,16 +18,17 @@ def workload(st, unit):
 
 def test_deploy_reaches_the_agent(model):
     assert CHARM.exists(), "run `make build` first"
-    model.juju("deploy", str(CHARM))
+    model.juju("deploy", str(CHARM), "--config", "profile=testing")
     unit = f"{APP}/0"
     model.wait(lambda s: unit in s["applications"][APP].get("units", {}) and
-               "pg-agent" in workload(s, unit).get("message", "") and all_agents_idle(s, APP),
-               error=any_error, timeout=120)
+               workload(s, unit).get("current") == "active" and all_agents_idle(s, APP),
+               error=any_error, timeout=240)
     pids = model.sh(unit, AGENT_PIDS).split()
     assert len(pids) == 1, pids
-    # the agent mirrors hook-time messages to juju-log
+    # the agent mirrors hook-time messages to juju-log (install: it created the cluster)
     log = model.juju("debug-log", "--limit", "0").stdout
-    assert re.search(r"unit\.postgresql/0\.juju-log .*install", log), log[-2000:]
+    assert re.search(r"unit\.postgresql/0\.juju-log .*initdb: creating the cluster", log), \
+        log[-2000:]
 
 
 def test_agent_is_resident_across_hooks(model):

@@ -1,7 +1,7 @@
 /* Unit tests for agent/hooktool.c against small fake tools in a temporary directory:
  * exact environment, argv, stdin, exit codes, capture limits, fds, errors, JSON helpers. */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
-#define _GNU_SOURCE // NOLINT(bugprone-reserved-identifier)
+#define _GNU_SOURCE
 #include "check.h"
 
 #include "hooktool.h"
