@@ -216,7 +216,9 @@ static int ensure_runtime_dirs(const struct pg_install *pg, char **err)
     if (rc == 0)
         rc = ensure_dir(parent, 0700, pg->uid, pg->gid, err);
     if (rc == 0)
-        rc = ensure_dir(PG_SOCKET_DIR, 02775, pg->uid, pg->gid, err);
+        /* 0775, not Debian's 2775: the agent's unit forbids setting SGID bits
+         * (RestrictSUIDSGID), and nothing here needs one. */
+        rc = ensure_dir(PG_SOCKET_DIR, 0775, pg->uid, pg->gid, err);
     if (rc == 0)
         rc = ensure_dir(PG_LOG_DIR, 01775, 0, pg->gid, err);
     return rc;
