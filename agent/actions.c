@@ -191,7 +191,8 @@ static int set_password(const struct hook_event *ev)
     }
     /* PostgreSQL first: if it refuses, the secret still holds the password it checks. */
     struct pg_install pg;
-    if (reconcile_connect(&pg, &conn, &err) < 0 || creds_apply(conn, &target, &err) < 0 ||
+    if (reconcile_connect(&pg, &conn, &err) < 0 ||
+        creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &target, &err) < 0 ||
         creds_write_internal(ev, peer, uri, &have, &target, &err) < 0) {
         code = fail(ev, "%s", ERRMSG(err));
         goto out;

@@ -73,4 +73,10 @@ int creds_write_internal(const struct hook_event *ev, const char *peer_rel, cons
  * changed, or -1. */
 int creds_apply(PGconn *conn, const struct creds *c, char **err);
 
+/* creds_apply in a short-lived child process that connects by itself: the SCRAM and
+ * OpenSSL work never runs in the agent's long-lived process (which then stays small:
+ * its pages of libcrypto are never touched). The child's log lines are logged here.
+ * Returns what creds_apply returns. */
+int creds_apply_isolated(const char *socket_dir, int port, const struct creds *c, char **err);
+
 #endif

@@ -114,6 +114,15 @@ static void capture_line(enum log_level level, const char *msg)
     c->buf[c->len] = '\0';
 }
 
+static log_sink_fn forward;
+static void *forward_data;
+
+void log_set_forward(log_sink_fn fn, void *userdata)
+{
+    forward = fn;
+    forward_data = userdata;
+}
+
 void log_set_threshold(enum log_level level)
 {
     threshold = level;
@@ -243,6 +252,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
         return;
     }
 
+    if (forward) {
+        forward(forward_data, level, msg);
+        free(msg);
+        errno = saved_errno;
+        return;
+    }
     switch (target) {
     case TARGET_JOURNAL:
         sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", journal_priority(level),

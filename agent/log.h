@@ -61,6 +61,11 @@ void log_set_sink(log_sink_fn fn, void *userdata);
 void log_capture_begin(void);
 char *log_capture_take(enum log_level level);
 
+/* In a short-lived child of the agent: every line goes only to fn (the child sends it
+ * to the parent, which logs it as its own), not to the file, journal, sink or capture.
+ * NULL restores normal logging. */
+void log_set_forward(log_sink_fn fn, void *userdata);
+
 /* Log one line. Failures to write it are ignored: there is nowhere to report them. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -423,7 +423,7 @@ static int converge_credentials(const struct hook_event *ev, bool leader,
     }
     rc = 0;
     if (conn && primary) {
-        int changed = creds_apply(conn, &target, err);
+        int changed = creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &target, err);
         if (changed < 0)
             rc = -1;
     }
