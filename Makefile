@@ -13,7 +13,7 @@ LDFLAGS := $(LDHARD)
 INC     := -Ilib -Ihooks -Iagent -Itests/unit
 PYTEST  := /usr/bin/python3 -m pytest
 # libraries of the agent; `=` so pkg-config runs after `make deps` installed them
-AGENT_PKGS  := libsystemd jansson libsodium libcrypto libpq
+AGENT_PKGS  := libsystemd jansson libsodium libcrypto libpq libcurl
 AGENT_CFLAGS = $(shell pkg-config --cflags $(AGENT_PKGS))
 AGENT_LIBS   = $(shell pkg-config --libs $(AGENT_PKGS))
 

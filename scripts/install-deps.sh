@@ -4,8 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config cppcheck clang-14 libclang-rt-14-dev clang-tidy
       iproute2 procps util-linux zip unzip
-      libsystemd-dev libjansson-dev libsodium-dev libssl-dev libpq-dev
-      postgresql postgresql-client
+      libsystemd-dev libjansson-dev libsodium-dev libssl-dev libpq-dev libcurl4-openssl-dev
+      postgresql postgresql-client etcd-server etcd-client
       python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -19,5 +19,16 @@ printf '# written by pg-agent: the charm manages its own cluster\ncreate_main_cl
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
+    # The charm runs its own etcd and PostgreSQL inside each unit: the packages' own
+    # services must not start on this host (policy-rc.d says no while apt runs).
+    policy=/usr/sbin/policy-rc.d
+    own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 0755 "$policy" && own_policy=1
+    fi
+    trap '[ -n "$own_policy" ] && rm -f "$policy"' EXIT
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    if [ -d /run/systemd/system ] && systemctl is-enabled --quiet etcd 2>/dev/null; then
+        systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
 fi
