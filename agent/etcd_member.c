@@ -209,7 +209,7 @@ int etcd_argv_build(const struct etcd_spec *s, struct etcd_argv *out, char **err
 /* The process is alive, not a zombie, and runs ETCD_BIN. */
 static bool is_etcd(pid_t pid)
 {
-    if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+    if (!proc_alive(pid))
         return false;
     char path[64], exe[256];
     snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
@@ -217,18 +217,7 @@ static bool is_etcd(pid_t pid)
     if (n <= 0)
         return false;
     exe[n] = '\0';
-    if (strcmp(exe, ETCD_BIN) != 0)
-        return false;
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    char buf[512];
-    size_t r = fread(buf, 1, sizeof buf - 1, f);
-    (void)fclose(f);
-    buf[r] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+    return strcmp(exe, ETCD_BIN) == 0;
 }
 
 pid_t etcd_running(const char *pid_file)

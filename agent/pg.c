@@ -349,23 +349,6 @@ int pg_write_file(const struct pg_install *pg, const char *name, const char *con
     return 1;
 }
 
-/* A process that exists and is not a zombie. */
-static bool alive(pid_t pid)
-{
-    if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
-        return false;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    (void)fclose(f);
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
-
 pid_t pg_running(const struct pg_install *pg, bool *ready)
 {
     *ready = false;
@@ -388,7 +371,7 @@ pid_t pg_running(const struct pg_install *pg, bool *ready)
             *ready = strncmp(line, "ready", 5) == 0;
     }
     (void)fclose(f);
-    if (!same_dir || !alive((pid_t)pid)) {
+    if (!same_dir || !proc_alive((pid_t)pid)) {
         *ready = false;
         return 0;
     }
@@ -489,14 +472,14 @@ int pg_stop(const struct pg_install *pg, int timeout_ms, char **err)
     log_info("stopping PostgreSQL (fast shutdown, pid %ld)", (long)pid);
     kill(pid, SIGINT);
     for (int waited = 0; waited < timeout_ms; waited += 100) {
-        if (!alive(pid))
+        if (!proc_alive(pid))
             return 0;
         proc_sleep_ms(100);
     }
     log_warning("PostgreSQL did not stop within %d s: immediate shutdown", timeout_ms / 1000);
     kill(pid, SIGQUIT);
     for (int waited = 0; waited < 10000; waited += 100) {
-        if (!alive(pid))
+        if (!proc_alive(pid))
             return 0;
         proc_sleep_ms(100);
     }

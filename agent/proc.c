@@ -300,3 +300,20 @@ pid_t proc_spawn(const char *const argv[], const struct proc_opts *o, char **err
         return errmsg_set(err, -ECHILD, "%s: could not be started", base_name(argv[0]));
     return spawned;
 }
+
+/* A process that exists and is not a zombie. */
+bool proc_alive(pid_t pid)
+{
+    if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+        return false;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    (void)fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}

@@ -39,6 +39,10 @@ int proc_run(const char *const argv[], const struct proc_opts *o, char **output,
  * outlives it. Returns the pid of the detached process (its parent is then init). */
 pid_t proc_spawn(const char *const argv[], const struct proc_opts *o, char **err);
 
+/* A process that exists and is not a zombie (our children's zombies and those an init
+ * that reaps slowly keeps around count as dead). */
+bool proc_alive(pid_t pid);
+
 /* Sleep ms milliseconds, calling the keepalive. */
 void proc_sleep_ms(int ms);
 
