@@ -48,7 +48,7 @@ CHARM_FILES := metadata.yaml $(wildcard config.yaml actions.yaml)
 
 all: build
 
-build: $(SANDBOX_BIN) charm $(UNIT_BIN)
+build: $(SANDBOX_BIN) charm $(UNIT_BIN) $(BUILD)/tests-int/etcd_probe
 
 # ---- the local model's C tools -------------------------------------------------------
 $(BUILD)/sandbox/%: sandbox/src/%.c sandbox/src/wire.h
@@ -114,6 +114,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC)
 $(BUILD)/asan/tests/%: tests/unit/%.c $(call aobj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(SANITIZE) $(AGENT_LIBS)
+
+$(BUILD)/tests-int/etcd_probe: tests/etcd/etcd_probe.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC) $(HEADERS)
 	@mkdir -p $(dir $@)
