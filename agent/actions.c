@@ -80,16 +80,21 @@ static int get_password(const struct hook_event *ev)
     json_t *p = NULL;
     char *err = NULL;
     int i, code = 0;
-    struct creds c = {0};
-    bool managed[N_SYSTEM_USERS];
+    struct creds_view v = {0};
     struct pg_settings s;
     if (params(ev, &p, &err) < 0 || username_param(ev, p, &i) < 0)
         goto out;
     bool have_settings = current_settings(ev, &s, &err) == 0;
     free(err);
     err = NULL;
-    int rc = reconcile_wanted_creds(ev, have_settings ? &s : NULL, &c, managed, &err);
-    if (rc == -ENOENT || (rc == 0 && !c.pw[i])) {
+    char *why = NULL;
+    int rc = reconcile_read_creds(ev, have_settings ? &s : NULL, &v, &why, &err);
+    if (why) {
+        code = fail(ev, "%s", why);
+        free(why);
+        goto out;
+    }
+    if (rc == -ENOENT || (rc == 0 && !v.want.pw[i])) {
         code = fail(ev, "the passwords do not exist yet: the leader creates them once it has "
                         "set up the database");
         goto out;
@@ -101,7 +106,7 @@ static int get_password(const struct hook_event *ev)
     /* action-set takes key=value arguments only: the password is on this short-lived
      * tool's command line for the few milliseconds it runs (no file or stdin form). */
     char *kv = NULL;
-    if (asprintf(&kv, "password=%s", c.pw[i]) < 0) {
+    if (asprintf(&kv, "password=%s", v.want.pw[i]) < 0) {
         code = 1;
         goto out;
     }
@@ -115,7 +120,7 @@ static int get_password(const struct hook_event *ev)
 out:
     if (err && code)
         log_error("%s", err);
-    creds_clear(&c);
+    creds_view_clear(&v);
     json_decref(p);
     free(err);
     return code;
@@ -124,10 +129,9 @@ out:
 static int set_password(const struct hook_event *ev)
 {
     json_t *p = NULL;
-    char *err = NULL, *pw = NULL, *uri = NULL;
+    char *err = NULL, *pw = NULL;
     int i, code = 0;
-    struct creds have = {0}, target = {0};
-    bool managed[N_SYSTEM_USERS];
+    struct creds_view v = {0};
     struct pg_settings s;
     PGconn *conn = NULL;
 
@@ -165,35 +169,36 @@ static int set_password(const struct hook_event *ev)
         code = 1;
         goto out;
     }
-    int rc = reconcile_wanted_creds(ev, src == 0 ? &s : NULL, &target, managed, &err);
-    if (rc == 0 && managed[i]) {
+    char *why = NULL;
+    int rc = reconcile_read_creds(ev, src == 0 ? &s : NULL, &v, &why, &err);
+    if (why) {
+        code = fail(ev, "%s", why);
+        free(why);
+        goto out;
+    }
+    if (rc == -ENOENT) {
+        code = fail(ev, "the passwords do not exist yet: try again once the unit is active");
+        goto out;
+    }
+    if (rc < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    if (v.managed[i]) {
         code = fail(ev, "the %s password is managed by the system-users secret %s: change it "
                         "there (juju update-secret)",
                     system_users[i], s.system_users);
         goto out;
     }
-    if (rc < 0) {
-        code = fail(ev, rc == -ENOENT ? "the passwords do not exist yet: try again once the "
-                                        "unit is active"
-                                      : "%s",
-                    ERRMSG(err));
-        goto out;
-    }
-    char peer[128];
-    if (creds_peer_relation(ev, peer, sizeof peer, &err) < 0 ||
-        creds_read_internal(ev, peer, &have, &uri, &err) < 0) {
-        code = fail(ev, "%s", ERRMSG(err));
-        goto out;
-    }
-    if (creds_set(&target, i, pw) < 0) {
+    if (creds_set(&v.want, i, pw) < 0) {
         code = 1;
         goto out;
     }
     /* PostgreSQL first: if it refuses, the secret still holds the password it checks. */
     struct pg_install pg;
     if (reconcile_connect(&pg, &conn, &err) < 0 ||
-        creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &target, &err) < 0 ||
-        creds_write_internal(ev, peer, uri, &have, &target, &err) < 0) {
+        creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &v.want, &err) < 0 ||
+        creds_write_internal(ev, v.peer, v.uri, &v.have, &v.want, &err) < 0) {
         code = fail(ev, "%s", ERRMSG(err));
         goto out;
     }
@@ -202,10 +207,8 @@ static int set_password(const struct hook_event *ev)
 out:
     db_close(conn);
     password_free(pw);
-    creds_clear(&have);
-    creds_clear(&target);
+    creds_view_clear(&v);
     json_decref(p);
-    free(uri);
     free(err);
     return code;
 }

@@ -11,6 +11,7 @@
 #include "password.h"
 #include "proc.h"
 #include "proto.h"
+#include "settings.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -177,8 +178,12 @@ static int peer_secret_uri(const struct hook_event *ev, const char *peer_rel, ch
         return 0;
     }
     (void)err;
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 256)
+    /* Relation data is outside input: only a well-formed secret URI goes on. */
+    char id[SETTINGS_SECRET_ID_LEN + 1];
+    if (json_is_string(v) && settings_secret_id(json_string_value(v), id) == 0)
         *uri = strdup(json_string_value(v));
+    else if (v && !json_is_null(v) && !(json_is_string(v) && json_string_length(v) == 0))
+        log_warning("peer databag: %s is not a secret URI: ignored", INTERNAL_SECRET_KEY);
     json_decref(v);
     return 0;
 }
@@ -356,9 +361,11 @@ isolated_child(int fd, const char *socket_dir, int port, const struct creds *c)
     _exit(0);
 }
 
-/* One line from the child: log it, or take the verdict. */
-static void isolated_line(char *line, int *result, char **err)
+/* One line from the child: log it, or take the verdict (*answered then). */
+static void isolated_line(char *line, int *result, bool *answered, char **err)
 {
+    if (line[0] == 'R' || line[0] == 'E')
+        *answered = true;
     if (line[0] == 'L' && line[1] >= '0' && line[1] <= '3' && line[2] == ' ') {
         log_msg((enum log_level)(line[1] - '0'), "%s", line + 3);
     } else if (line[0] == 'R' && line[1] == ' ') {
@@ -389,14 +396,15 @@ int creds_apply_isolated(const char *socket_dir, int port, const struct creds *c
         isolated_child(p[1], socket_dir, port, c);
     }
     close(p[1]);
-    int result = errmsg_set(err, -1, "the password worker ended without an answer");
+    int result = -1;
+    bool answered = false;
     char buf[8192];
     size_t len = 0;
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
         struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        proc_sleep_ms(0); /* the watchdog keepalive */
+        proc_keepalive();
         int pr = poll(&pfd, 1, 1000);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -404,6 +412,7 @@ int creds_apply_isolated(const char *socket_dir, int port, const struct creds *c
             kill(pid, SIGKILL);
             result = errmsg_set(err, -1, "the password worker did not finish in %d s; killed",
                                 ISOLATED_TIMEOUT_MS / 1000);
+            answered = true;
             break;
         }
         if (pr <= 0)
@@ -418,7 +427,7 @@ int creds_apply_isolated(const char *socket_dir, int port, const struct creds *c
         char *nl;
         while ((nl = memchr(buf, '\n', len))) {
             *nl = '\0';
-            isolated_line(buf, &result, err);
+            isolated_line(buf, &result, &answered, err);
             size_t used = (size_t)(nl - buf) + 1;
             memmove(buf, nl + 1, len - used);
             len -= used;
@@ -429,5 +438,7 @@ int creds_apply_isolated(const char *socket_dir, int port, const struct creds *c
     close(p[0]);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
+    if (!answered)
+        result = errmsg_set(err, -1, "the password worker ended without an answer");
     return result;
 }

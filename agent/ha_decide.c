@@ -28,16 +28,11 @@ static uint64_t lag(const struct ha_input *in)
     return in->d->optime > in->l->lsn ? in->d->optime - in->l->lsn : 0;
 }
 
-/* A failover request that names someone else (or a manual failover that names me). */
+/* A failover or switchover request whose candidate is another member. */
 static bool switchover_away(const struct ha_input *in)
 {
     return in->d->failover_requested && in->d->failover_candidate[0] &&
            strcmp(in->d->failover_candidate, in->l->name) != 0;
-}
-
-static bool candidate_elsewhere(const struct ha_input *in)
-{
-    return switchover_away(in);
 }
 
 static bool manual_failover_to_me(const struct ha_input *in)
@@ -134,7 +129,7 @@ static bool c_gate_watchdog(const struct ha_input *in)
 }
 static bool c_gate_candidate_elsewhere(const struct ha_input *in)
 {
-    return candidate_elsewhere(in);
+    return switchover_away(in);
 }
 static bool c_gate_sync(const struct ha_input *in)
 {

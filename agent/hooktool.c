@@ -5,6 +5,7 @@
 #include "hooktool.h"
 
 #include "errmsg.h"
+#include "proc.h"
 #include "proto.h"
 
 #include <errno.h>
@@ -27,11 +28,9 @@
 /* Poll interval when pidfd_open is not available (kernels before 5.3). */
 #define FALLBACK_POLL_MS 20
 
-static void (*keepalive)(void);
-
 void hooktool_set_keepalive(void (*fn)(void))
 {
-    keepalive = fn;
+    proc_set_keepalive(fn);
 }
 
 struct capture {
@@ -134,17 +133,8 @@ child_exec(const char *path, const char *const argv[], char *const envp[], const
            int in_fd, int out_fd, int err_fd)
 {
     setpgid(0, 0);
-    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+    if (proc_child_stdio(in_fd, out_fd, err_fd) < 0)
         _exit(127);
-    if (close_range(3, ~0U, 0) < 0) {
-        for (int fd = 3; fd < 65536; fd++)
-            close(fd);
-    }
-    struct sigaction sa = {.sa_handler = SIG_DFL};
-    sigaction(SIGPIPE, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     if (chdir(dir) < 0 && chdir("/") < 0)
         _exit(127);
     /* execve's prototype predates const: argv and envp are not modified. */
@@ -198,8 +188,7 @@ static int supervise(pid_t pid, int pidfd, int *in_fd, const char *in, size_t in
             rc = -ETIMEDOUT;
             break;
         }
-        if (keepalive)
-            keepalive();
+        proc_keepalive();
         int wait_ms = (int)(left > HOOKTOOL_KEEPALIVE_MS ? HOOKTOOL_KEEPALIVE_MS : left);
         if (!exited && pidfd < 0 && wait_ms > FALLBACK_POLL_MS)
             wait_ms = FALLBACK_POLL_MS;

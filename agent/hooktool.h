@@ -54,9 +54,10 @@ int hooktool_run(const struct hook_event *ev, const char *const argv[], const ch
 
 void hooktool_result_free(struct hooktool_result *res);
 
-/* Called at least every HOOKTOOL_KEEPALIVE_MS while a tool runs (main uses it to ping
- * the systemd watchdog: the loop is busy, not hung, while it waits on a tool with a
- * deadline). NULL, the default, means nothing to call. */
+/* Called at least every HOOKTOOL_KEEPALIVE_MS while a tool runs (the systemd watchdog:
+ * the loop is busy, not hung, while it waits on a tool with a deadline). It is the
+ * agent's one keepalive, the same as proc_set_keepalive's. NULL, the default, means
+ * nothing to call. */
 #define HOOKTOOL_KEEPALIVE_MS 5000
 void hooktool_set_keepalive(void (*fn)(void));
 

@@ -352,10 +352,8 @@ static int run(const char *socket_path, int report_fd)
     rc = sd_event_set_watchdog(e, 1);
     if (rc < 0)
         log_warning("cannot enable the systemd watchdog: %s", strerror(-rc));
-    if (rc > 0) {
-        hooktool_set_keepalive(watchdog_keepalive);
+    if (rc > 0)
         proc_set_keepalive(watchdog_keepalive);
-    }
     uint64_t now = 0;
     sd_event_now(e, CLOCK_MONOTONIC, &now);
     if (sd_event_add_time(e, NULL, CLOCK_MONOTONIC, now + SUPERVISE_INTERVAL_USEC, 1000000,

@@ -15,7 +15,7 @@
  * it again from postmaster.pid (adoption).
  *
  * Slow steps (apt, initdb, start) run in child processes with a deadline; the caller's
- * keepalive is pinged while it waits (hooktool_set_keepalive's).
+ * keepalive is pinged while it waits (proc_set_keepalive's).
  *
  * Ownership: struct pg_install holds fixed-size buffers; nothing is allocated except
  * *err messages (caller frees).

@@ -33,6 +33,12 @@ void proc_set_keepalive(void (*fn)(void))
     keepalive = fn;
 }
 
+void proc_keepalive(void)
+{
+    if (keepalive)
+        keepalive();
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -54,12 +60,10 @@ void proc_sleep_ms(int ms)
     }
 }
 
-/* In the child, between fork and exec: only async-signal-safe calls. */
-static void __attribute__((noreturn))
-child_exec(const char *const argv[], const struct proc_opts *o, int in_fd, int out_fd)
+int proc_child_stdio(int in_fd, int out_fd, int err_fd)
 {
-    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
-        _exit(127);
+    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+        return -1;
     if (close_range(3, ~0U, 0) < 0) {
         for (int fd = 3; fd < 65536; fd++)
             close(fd);
@@ -70,6 +74,15 @@ child_exec(const char *const argv[], const struct proc_opts *o, int in_fd, int o
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    return 0;
+}
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void __attribute__((noreturn))
+child_exec(const char *const argv[], const struct proc_opts *o, int in_fd, int out_fd)
+{
+    if (proc_child_stdio(in_fd, out_fd, out_fd) < 0)
+        _exit(127);
     if (o->as_user) {
         /* The target's supplementary groups: only its primary group (no NSS call here). */
         if (setgroups(1, &o->gid) < 0 || setgid(o->gid) < 0 || setuid(o->uid) < 0)

@@ -28,7 +28,10 @@ struct proc_opts {
     const char *output_file; /* detach only: stdout/stderr appended there (else /dev/null) */
 };
 
+/* The one keepalive of the agent (main pings the systemd watchdog with it); every wait
+ * on a child or a hook tool calls proc_keepalive() at least every 5 s. */
 void proc_set_keepalive(void (*fn)(void));
+void proc_keepalive(void);
 
 /* Run argv[0] (an absolute path) to completion. Returns 0 when it exited 0; else -1
  * with *err "<name> exited with code N: <last line of output>" (or -ETIMEDOUT, -errno
@@ -38,6 +41,11 @@ int proc_run(const char *const argv[], const struct proc_opts *o, char **output,
 /* Start argv[0] detached: double fork, setsid, so that it is not the agent's child and
  * outlives it. Returns the pid of the detached process (its parent is then init). */
 pid_t proc_spawn(const char *const argv[], const struct proc_opts *o, char **err);
+
+/* In a child between fork and exec (async-signal-safe): in/out/err become fds 0-2, every
+ * other fd is closed, every signal is back to its default and none is blocked. Returns
+ * 0, or -1 when dup2 failed (the caller _exits). */
+int proc_child_stdio(int in_fd, int out_fd, int err_fd);
 
 /* A process that exists and is not a zombie (our children's zombies and those an init
  * that reaps slowly keeps around count as dead). */

@@ -31,6 +31,8 @@ static struct {
     char status[16];
     char message[512];
     char version[32]; /* application-version-set value */
+    bool have_pg;      /* pg below is what the last full pass found installed */
+    struct pg_install pg;
 } last = {.leader = -1};
 
 void reconcile_invalidate(void)
@@ -336,49 +338,56 @@ static int read_user_secret(const struct hook_event *ev, const struct pg_setting
     return 0;
 }
 
-int reconcile_wanted_creds(const struct hook_event *ev, const struct pg_settings *s,
-                           struct creds *out, bool managed[N_SYSTEM_USERS], char **err)
+void creds_view_clear(struct creds_view *v)
 {
-    for (int i = 0; i < N_SYSTEM_USERS; i++)
-        managed[i] = false;
-    char peer[128];
-    if (creds_peer_relation(ev, peer, sizeof peer, err) < 0)
+    creds_clear(&v->have);
+    creds_clear(&v->want);
+    free(v->uri);
+    *v = (struct creds_view){0};
+}
+
+int reconcile_read_creds(const struct hook_event *ev, const struct pg_settings *s,
+                         struct creds_view *v, char **user_err, char **err)
+{
+    *v = (struct creds_view){0};
+    if (creds_peer_relation(ev, v->peer, sizeof v->peer, err) < 0)
         return -1;
-    int rc = creds_read_internal(ev, peer, out, NULL, err);
-    if (rc < 0)
+    int rc = creds_read_internal(ev, v->peer, &v->have, &v->uri, err);
+    if (rc < 0 && rc != -ENOENT)
         return rc;
+    for (int i = 0; i < N_SYSTEM_USERS; i++)
+        if (v->have.pw[i] && creds_set(&v->want, i, v->have.pw[i]) < 0)
+            return errmsg_set(err, -ENOMEM, "out of memory");
     if (s && s->system_users_id[0]) {
         struct creds user = {0};
-        if (read_user_secret(ev, s, &user, err) < 0) {
-            creds_clear(&user);
-            return -1;
-        }
-        for (int i = 0; i < N_SYSTEM_USERS; i++) {
-            if (!user.pw[i])
-                continue;
-            managed[i] = true;
-            if (creds_set(out, i, user.pw[i]) < 0) {
-                creds_clear(&user);
-                return errmsg_set(err, -ENOMEM, "out of memory");
+        if (read_user_secret(ev, s, &user, user_err) == 0) {
+            for (int i = 0; i < N_SYSTEM_USERS; i++) {
+                if (!user.pw[i])
+                    continue;
+                v->managed[i] = true;
+                if (creds_set(&v->want, i, user.pw[i]) < 0) {
+                    creds_clear(&user);
+                    return errmsg_set(err, -ENOMEM, "out of memory");
+                }
             }
         }
         creds_clear(&user);
     }
-    return 0;
+    return rc;
 }
 
 /* Passwords: the leader keeps the internal secret complete and in line with the
  * system-users secret; every unit running a primary applies them. */
 static int converge_credentials(const struct hook_event *ev, bool leader,
-                                const struct pg_settings *s, PGconn *conn, bool primary,
+                                const struct pg_settings *s, bool primary,
                                 struct unit_status *st, char **err)
 {
-    char peer[128];
-    if (creds_peer_relation(ev, peer, sizeof peer, err) < 0)
-        return -1;
-    struct creds have = {0}, target = {0};
-    char *uri = NULL;
-    int rc = creds_read_internal(ev, peer, &have, &uri, err);
+    struct creds_view v;
+    char *why = NULL;
+    int rc = reconcile_read_creds(ev, s, &v, &why, err);
+    if (why)
+        want(st, "blocked", "%s", why);
+    free(why);
     if (rc < 0 && rc != -ENOENT)
         goto out;
     if (rc == -ENOENT && !leader) {
@@ -386,51 +395,24 @@ static int converge_credentials(const struct hook_event *ev, bool leader,
         rc = 0;
         goto out;
     }
-    for (int i = 0; i < N_SYSTEM_USERS; i++)
-        if (have.pw[i] && creds_set(&target, i, have.pw[i]) < 0) {
-            rc = errmsg_set(err, -ENOMEM, "out of memory");
-            goto out;
-        }
-    if (s && s->system_users_id[0]) {
-        struct creds user = {0};
-        char *why = NULL;
-        if (read_user_secret(ev, s, &user, &why) < 0) {
-            want(st, "blocked", "%s", ERRMSG(why));
-        } else {
-            for (int i = 0; i < N_SYSTEM_USERS; i++)
-                if (user.pw[i] && creds_set(&target, i, user.pw[i]) < 0)
-                    rc = errmsg_set(err, -ENOMEM, "out of memory");
-        }
-        free(why);
-        creds_clear(&user);
-        if (rc < 0)
-            goto out;
-    }
     if (leader) {
         for (int i = 0; i < N_SYSTEM_USERS; i++) {
-            if (target.pw[i])
+            if (v.want.pw[i])
                 continue;
-            char *pw = NULL;
-            if (password_generate(&pw, err) < 0) {
+            if (password_generate(&v.want.pw[i], err) < 0) {
                 rc = -1;
                 goto out;
             }
-            target.pw[i] = pw;
         }
-        rc = creds_write_internal(ev, peer, uri, &have, &target, err);
+        rc = creds_write_internal(ev, v.peer, v.uri, &v.have, &v.want, err);
         if (rc < 0)
             goto out;
     }
     rc = 0;
-    if (conn && primary) {
-        int changed = creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &target, err);
-        if (changed < 0)
-            rc = -1;
-    }
+    if (primary && creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &v.want, err) < 0)
+        rc = -1;
 out:
-    creds_clear(&have);
-    creds_clear(&target);
-    free(uri);
+    creds_view_clear(&v);
     return rc;
 }
 
@@ -464,7 +446,8 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     if (!full && quick_pass_possible(&facts, config)) {
         bool ready = false;
-        if (pg_detect(&pg, &err) == 0 && pg_running(&pg, &ready) > 0 && ready) {
+        /* full_ok implies last.pg: no package scan or user lookup on this path */
+        if (pg_running(&last.pg, &ready) > 0 && ready) {
             want(&st, "active", "Primary");
             code = set_status(ev, &st, &err) < 0 ? 1 : 0;
             if (code)
@@ -472,8 +455,6 @@ int reconcile_run(const struct hook_event *ev, bool full)
             goto out;
         }
         log_warning("PostgreSQL is not running: full reconcile");
-        free(err);
-        err = NULL;
     }
     last.full_ok = false;
 
@@ -488,6 +469,8 @@ int reconcile_run(const struct hook_event *ev, bool full)
 
     if (ensure_cluster(ev, &pg, &err) < 0)
         goto failed;
+    last.pg = pg;
+    last.have_pg = true;
     bool ready;
     bool configured = pg_initialised(&pg);
     if (settings_ok) {
@@ -517,8 +500,8 @@ int reconcile_run(const struct hook_event *ev, bool full)
         if (hooktool_check(ev, port_argv, &err) < 0)
             goto failed;
     }
-    if (converge_credentials(ev, facts.is_leader, settings_ok ? &settings : NULL, conn, primary,
-                             &st, &err) < 0)
+    if (converge_credentials(ev, facts.is_leader, settings_ok ? &settings : NULL,
+                             conn && primary, &st, &err) < 0)
         goto failed;
     if (configured)
         want(&st, "active", primary ? "Primary" : "Replica");
@@ -555,10 +538,10 @@ out:
 
 void reconcile_supervise(void)
 {
-    struct pg_install pg;
+    struct pg_install pg = last.pg;
     char *err = NULL;
     bool ready;
-    if (pg_detect(&pg, &err) < 0 || !pg_initialised(&pg)) {
+    if ((!last.have_pg && pg_detect(&pg, &err) < 0) || !pg_initialised(&pg)) {
         free(err);
         return;
     }

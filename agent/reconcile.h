@@ -49,11 +49,23 @@ int reconcile_run(const struct hook_event *ev, bool full);
  * Returns 0, or -1 with *err saying what is missing. */
 int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err);
 
-/* For actions: the passwords the unit should have right now (internal secret, with the
- * system-users secret applied when configured and readable), and whether system-users
- * manages user i (managed[i]). Returns 0; -ENOENT before the leader created them. */
-int reconcile_wanted_creds(const struct hook_event *ev, const struct pg_settings *s,
-                           struct creds *out, bool managed[N_SYSTEM_USERS], char **err);
+/* The passwords as the model holds them, read once: the internal secret (have, its uri,
+ * the peer relation it hangs off), and what the unit should have (want: have with the
+ * system-users secret applied when configured; managed[i] when that secret names user i).
+ * Returns 0; -ENOENT when the internal secret does not exist yet (have and want then
+ * hold only what system-users gives); -1 for other failures of the internal secret.
+ * A system-users secret that cannot be used is not a failure: *user_err says why (the
+ * reconcile pass goes blocked, actions fail) and want is left without it. */
+struct creds_view {
+    char peer[128];
+    char *uri;
+    struct creds have;
+    struct creds want;
+    bool managed[N_SYSTEM_USERS];
+};
+int reconcile_read_creds(const struct hook_event *ev, const struct pg_settings *s,
+                         struct creds_view *v, char **user_err, char **err);
+void creds_view_clear(struct creds_view *v);
 
 /* Between hooks (a timer): restart PostgreSQL if it should run and does not. */
 void reconcile_supervise(void);
