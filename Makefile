@@ -13,7 +13,7 @@ LDFLAGS := $(LDHARD)
 INC     := -Ilib -Ihooks -Iagent -Itests/unit
 PYTEST  := /usr/bin/python3 -m pytest
 # libraries of the agent; `=` so pkg-config runs after `make deps` installed them
-AGENT_PKGS  := libsystemd jansson libsodium libcrypto libpq libcurl
+AGENT_PKGS  := libsystemd jansson libsodium libcrypto libssl libpq libcurl
 AGENT_CFLAGS = $(shell pkg-config --cflags $(AGENT_PKGS))
 AGENT_LIBS   = $(shell pkg-config --libs $(AGENT_PKGS))
 
@@ -48,7 +48,8 @@ CHARM_FILES := metadata.yaml $(wildcard config.yaml actions.yaml)
 
 all: build
 
-build: $(SANDBOX_BIN) charm $(UNIT_BIN) $(BUILD)/tests-int/etcd_probe
+build: $(SANDBOX_BIN) charm $(UNIT_BIN) $(BUILD)/tests-int/etcd_probe \
+	$(BUILD)/tests-int/timeline_probe
 
 # ---- the local model's C tools -------------------------------------------------------
 $(BUILD)/sandbox/%: sandbox/src/%.c sandbox/src/wire.h
@@ -116,6 +117,10 @@ $(BUILD)/asan/tests/%: tests/unit/%.c $(call aobj,$(HOOKS_LIB) $(AGENT_LIB) $(LI
 	$(CC) $(ASAN_CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(SANITIZE) $(AGENT_LIBS)
 
 $(BUILD)/tests-int/etcd_probe: tests/etcd/etcd_probe.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
+
+$(BUILD)/tests-int/timeline_probe: tests/timeline/timeline_probe.c $(call obj,$(HOOKS_LIB) $(AGENT_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INC) $(AGENT_CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_LIBS)
 

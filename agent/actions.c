@@ -1,10 +1,12 @@
-/* The charm's actions (actions.h): get-password, set-password, get-primary. Parameters
+/* The charm's actions (actions.h): get-password, set-password, get-primary, cluster-status,
+ * promote-to-primary. Parameters
  * were validated against actions.yaml by Juju; they are checked again here (the edge). */
 /* _GNU_SOURCE is how glibc is asked for asprintf. */
 #define _GNU_SOURCE
 #include "actions.h"
 
 #include "credentials.h"
+#include "ha.h"
 #include "db.h"
 #include "errmsg.h"
 #include "hooktool.h"
@@ -194,10 +196,15 @@ static int set_password(const struct hook_event *ev)
         code = 1;
         goto out;
     }
-    /* PostgreSQL first: if it refuses, the secret still holds the password it checks. */
+    /* PostgreSQL first when this unit runs the primary: if it refuses, the secret still
+     * holds the password it checks. Otherwise the primary's unit applies the new secret
+     * revision in its secret-changed hook. */
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    bool here = snap.role == HA_ROLE_PRIMARY;
     struct pg_install pg;
-    if (reconcile_connect(&pg, &conn, &err) < 0 ||
-        creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &v.want, &err) < 0 ||
+    if ((here && (reconcile_connect(&pg, &conn, &err) < 0 ||
+                  creds_apply_isolated(PG_SOCKET_DIR, PG_PORT, &v.want, &err) < 0)) ||
         creds_write_internal(ev, v.peer, v.uri, &v.have, &v.want, &err) < 0) {
         code = fail(ev, "%s", ERRMSG(err));
         goto out;
@@ -213,30 +220,100 @@ out:
     return code;
 }
 
+/* "postgresql-1" -> "postgresql/1" (the last '-' separates the unit number). */
+static void unit_of_member(const char *member, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s", member);
+    char *dash = strrchr(buf, '-');
+    if (dash)
+        *dash = '/';
+}
+
+static int set_result(const struct hook_event *ev, const char *key, const char *value)
+{
+    char *kv = NULL, *err = NULL;
+    if (asprintf(&kv, "%s=%s", key, value) < 0)
+        return 1;
+    const char *argv[] = {"action-set", kv, NULL};
+    int code = hooktool_check(ev, argv, &err) < 0 ? 1 : 0;
+    if (code)
+        log_error("%s", ERRMSG(err));
+    free(kv);
+    free(err);
+    return code;
+}
+
 static int get_primary(const struct hook_event *ev)
 {
-    struct pg_install pg;
-    PGconn *conn = NULL;
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    if (!snap.started || !snap.leader[0])
+        return fail(ev, "no primary known: %s",
+                    snap.problem[0] ? snap.problem : "the cluster has no leader right now");
+    char unit[80];
+    unit_of_member(snap.leader, unit, sizeof unit);
+    return set_result(ev, "primary", unit);
+}
+
+static int cluster_status(const struct hook_event *ev)
+{
+    json_t *members = NULL;
     char *err = NULL;
-    bool primary = false;
-    int code;
-    if (reconcile_connect(&pg, &conn, &err) < 0 || db_is_primary(conn, &primary, &err) < 0) {
-        code = fail(ev, "no primary known: %s", ERRMSG(err));
-    } else if (!primary) {
-        code = fail(ev, "no primary known: this unit's server is a replica");
-    } else {
-        char *kv = NULL;
-        code = 1;
-        if (asprintf(&kv, "primary=%s", ev->unit) >= 0) {
-            const char *argv[] = {"action-set", kv, NULL};
-            code = hooktool_check(ev, argv, &err) < 0 ? 1 : 0;
-            free(kv);
-        }
-        if (code)
-            log_error("%s", ERRMSG(err));
+    if (ha_cluster_json(&members, &err) < 0) {
+        int code = fail(ev, "cannot read the cluster: %s", ERRMSG(err));
+        free(err);
+        return code;
     }
-    db_close(conn);
-    free(err);
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    char unit[80] = "";
+    if (snap.leader[0])
+        unit_of_member(snap.leader, unit, sizeof unit);
+    char *text = json_dumps(members, JSON_COMPACT);
+    json_decref(members);
+    int code = text ? set_result(ev, "members", text) : 1;
+    free(text);
+    if (code == 0)
+        code = set_result(ev, "primary", unit[0] ? unit : "none");
+    return code;
+}
+
+static int promote_to_primary(const struct hook_event *ev)
+{
+    json_t *p = NULL;
+    char *err = NULL;
+    if (params(ev, &p, &err) < 0) {
+        int code = fail(ev, "%s", ERRMSG(err));
+        free(err);
+        return code;
+    }
+    const char *scope = json_string_value(json_object_get(p, "scope"));
+    if (!scope || strcmp(scope, "unit") != 0) {
+        json_decref(p);
+        return fail(ev, "scope must be unit (this charm has no cross-cluster replication)");
+    }
+    json_decref(p);
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    char me[80];
+    snprintf(me, sizeof me, "%s", ev->unit);
+    char *slash = strchr(me, '/');
+    if (slash)
+        *slash = '-';
+    if (snap.role == HA_ROLE_PRIMARY)
+        return fail(ev, "%s is already the primary", ev->unit);
+    char *msg = NULL;
+    int rc = ha_switchover(me, 60000, &msg);
+    int code;
+    if (rc == 0) {
+        log_info("promote-to-primary: %s", ERRMSG(msg));
+        code = set_result(ev, "result", ERRMSG(msg));
+    } else if (msg && strstr(msg, "sync_standby")) {
+        code = fail(ev, "Unit is not sync standby");
+    } else {
+        code = fail(ev, "Switchover failed or timed out: %s", ERRMSG(msg));
+    }
+    free(msg);
     return code;
 }
 
@@ -248,5 +325,9 @@ int actions_run(const struct hook_event *ev)
         return set_password(ev);
     if (strcmp(ev->name, "get-primary") == 0)
         return get_primary(ev);
+    if (strcmp(ev->name, "cluster-status") == 0)
+        return cluster_status(ev);
+    if (strcmp(ev->name, "promote-to-primary") == 0)
+        return promote_to_primary(ev);
     return fail(ev, "unknown action %.64s", ev->name);
 }

@@ -24,9 +24,13 @@ int db_connect(const char *socket_dir, int port, PGconn **out, char **err)
 {
     char portbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", port);
+    /* The agent's own writes (roles, passwords, slots) are idempotent and re-applied by
+     * every pass: they must not wait for a synchronous standby, or a strict-mode primary
+     * without one would hang the hook that could bring one (synchronous_commit=local). */
     const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout",
-                          "application_name", NULL};
-    const char *vals[] = {socket_dir, portbuf, "postgres", "postgres", "10", "pg-agent", NULL};
+                          "application_name", "options", NULL};
+    const char *vals[] = {socket_dir, portbuf, "postgres", "postgres", "10", "pg-agent",
+                          "-c synchronous_commit=local", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 0);
     if (!conn)
         return errmsg_set(err, -ENOMEM, "out of memory");

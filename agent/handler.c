@@ -65,6 +65,7 @@ static int dispatch(const struct hook_event *ev)
     }
     /* update-status from Juju, or raised through juju-exec (a custom event), and plain
      * juju-exec reconciles: a quick pass when nothing changed since the last full one. */
+    /* ha-changed: the HA loop saw the primary move (a full pass: status, endpoints). */
     bool quick = ((ev->kind == EVENT_HOOK || ev->kind == EVENT_CUSTOM) &&
                   strcmp(ev->name, "update-status") == 0) ||
                  ev->kind == EVENT_EXEC;

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,16 @@ struct capture {
 };
 static bool capturing;
 static struct capture captured[LOG_LEVEL_ERROR + 1];
+
+/* Capture and the sink belong to the thread that handles hooks (the one that called
+ * log_init); lines from other threads (the HA loop) only go to the target. */
+static pthread_t hook_thread;
+static bool hook_thread_known;
+
+static bool on_hook_thread(void)
+{
+    return !hook_thread_known || pthread_equal(pthread_self(), hook_thread);
+}
 
 void log_capture_begin(void)
 {
@@ -159,6 +170,8 @@ static int open_log_file(void)
 
 int log_init(char **err)
 {
+    hook_thread = pthread_self();
+    hook_thread_known = true;
     const char *env = getenv("PG_AGENT_LOG");
     const char *path = NULL;
     if (env && *env)
@@ -277,6 +290,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
         break;
     }
 
+    if (!on_hook_thread()) {
+        free(msg);
+        errno = saved_errno;
+        return;
+    }
     capture_line(level, msg);
     if (sink && !in_sink) {
         in_sink = true;

@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -270,7 +271,9 @@ static int on_supervise(sd_event_source *src, uint64_t usec, void *userdata)
 {
     (void)userdata;
     reconcile_supervise();
-    return sd_event_source_set_time(src, usec + SUPERVISE_INTERVAL_USEC);
+    int rc = sd_event_source_set_time(src, usec + SUPERVISE_INTERVAL_USEC);
+    /* time sources are one-shot: enable it again */
+    return rc < 0 ? rc : sd_event_source_set_enabled(src, SD_EVENT_ON);
 }
 
 /* jansson's memory holds secret content (secret-get answers): wipe it when freed. */
@@ -400,6 +403,11 @@ int main(int argc, char **argv)
     if (ensure_stdio() < 0)
         return 1;
     json_set_alloc_funcs(malloc, wiping_free);
+    /* libcurl's global set-up is not thread-safe: once, before the HA threads exist. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "pg-agent: cannot initialise libcurl\n");
+        return 1;
+    }
     /* A relay that goes away must not kill the agent; proto writes use MSG_NOSIGNAL,
      * pipes to hook tools do not. Children get SIGPIPE back (hooktool.c). */
     (void)signal(SIGPIPE, SIG_IGN);

@@ -114,16 +114,23 @@ int pg_install_packages(char **err)
                             "update", "-qq", NULL};
     const char *install[] = {"/usr/bin/systemd-run", "--wait", "--collect", "--quiet",
                              "--setenv=DEBIAN_FRONTEND=noninteractive", "/usr/bin/apt-get",
-                             "install", "-y", "-qq", "postgresql", NULL};
+                             "install", "-y", "-qq", "postgresql", "etcd-server", NULL};
     const char *const *u = systemd ? update : update + 5;
     const char *const *i = systemd ? install : install + 5;
-    log_info("installing the postgresql package%s", systemd ? " (systemd-run apt-get)" : "");
-    if (proc_run(i, &o, NULL, NULL) == 0)
-        return 0;
+    log_info("installing the postgresql and etcd-server packages%s",
+             systemd ? " (systemd-run apt-get)" : "");
+    rc = proc_run(i, &o, NULL, NULL);
     /* Package lists may be missing or stale on a fresh machine. */
-    if (proc_run(u, &o, NULL, err) < 0)
+    if (rc < 0 && proc_run(u, &o, NULL, err) == 0)
+        rc = proc_run(i, &o, NULL, err);
+    else if (rc < 0)
         return -1;
-    return proc_run(i, &o, NULL, err);
+    if (rc == 0 && systemd) {
+        /* The package's own etcd (localhost:2379) would take the charm's client port. */
+        const char *off[] = {"/usr/bin/systemctl", "disable", "--now", "etcd.service", NULL};
+        (void)proc_run(off, &o, NULL, NULL);
+    }
+    return rc;
 }
 
 int pg_disable_distro_clusters(char **err)
@@ -222,6 +229,11 @@ static int ensure_runtime_dirs(const struct pg_install *pg, char **err)
     if (rc == 0)
         rc = ensure_dir(PG_LOG_DIR, 01775, 0, pg->gid, err);
     return rc;
+}
+
+int pg_prepare_dirs(const struct pg_install *pg, char **err)
+{
+    return ensure_runtime_dirs(pg, err);
 }
 
 static int remove_tree(const char *path)

@@ -55,6 +55,10 @@ int pg_install_packages(char **err);
  * disabled yet. Returns the number it disabled, or a negative errno. */
 int pg_disable_distro_clusters(char **err);
 
+/* The directories around the data directory (its parent, the socket and log
+ * directories) exist with the right owners: before initdb or a clone. */
+int pg_prepare_dirs(const struct pg_install *pg, char **err);
+
 /* true when datadir holds an initialised cluster (PG_VERSION). */
 bool pg_initialised(const struct pg_install *pg);
 

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "pgconf.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -283,8 +284,17 @@ static void put_connections(struct text *t, const struct pg_settings *s, const s
     put_long(t, "max_connections", z->max_connections);
     put_long(t, "authentication_timeout", s->authentication_timeout_s);
     put_str(t, "password_encryption", "scram-sha-256", bad);
-    text_add(t, "# TLS is not configured yet; it arrives with the certificates relation.\n");
-    put_raw(t, "ssl", "off");
+    if (!h->tls_cert || !h->tls_key || !h->tls_ca) {
+        text_add(t, "# TLS waits for this unit's certificate.\n");
+        put_raw(t, "ssl", "off");
+        return;
+    }
+    text_add(t, "# TLS: this unit's certificate from the internal CA (peers verify it)\n");
+    put_raw(t, "ssl", "on");
+    put_str(t, "ssl_cert_file", h->tls_cert, bad);
+    put_str(t, "ssl_key_file", h->tls_key, bad);
+    put_str(t, "ssl_ca_file", h->tls_ca, bad);
+    put_str(t, "ssl_min_protocol_version", "TLSv1.2", bad);
 }
 
 static void put_memory(struct text *t, const struct pg_settings *s, const struct host_facts *h,
@@ -362,6 +372,10 @@ int pgconf_render_conf(const struct pg_settings *s, const struct host_facts *h, 
     put_path(&t, "hba_file", h->data_dir, "pg_hba.conf", &bad);
     put_path(&t, "ident_file", h->data_dir, "pg_ident.conf", &bad);
     put_str(&t, "cluster_name", "charm", &bad);
+    if (h->include) {
+        text_add(&t, "\n# the HA loop's settings (primary_conninfo, synchronous_standby_names)\n");
+        put_str(&t, "include_if_exists", h->include, &bad);
+    }
     if (bad && !t.oom) {
         free(t.p);
         return errmsg_set(err, -EINVAL,
@@ -372,8 +386,8 @@ int pgconf_render_conf(const struct pg_settings *s, const struct host_facts *h, 
 
 /* ---- pg_hba.conf ------------------------------------------------------------------ */
 
-static const char *const hba_types[] = {"local", "host", NULL};
-static const char *const hba_methods[] = {"peer", "scram-sha-256", "reject", NULL};
+static const char *const hba_types[] = {"local", "host", "hostssl", NULL};
+static const char *const hba_methods[] = {"peer", "scram-sha-256", "cert", "reject", NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -398,12 +412,13 @@ static int check_rule(const struct pg_hba_rule *r, size_t i, char **err)
 {
     bool local = r->type && strcmp(r->type, "local") == 0;
     if (!r->type || !in_list(hba_types, r->type))
-        return errmsg_set(err, -EINVAL, "pg_hba rule %zu: type is not local or host", i);
+        return errmsg_set(err, -EINVAL, "pg_hba rule %zu: type is not local, host or hostssl", i);
     if (!r->method || !in_list(hba_methods, r->method) ||
-        (!local && strcmp(r->method, "peer") == 0))
+        (!local && strcmp(r->method, "peer") == 0) ||
+        (strcmp(r->method, "cert") == 0 && strcmp(r->type, "hostssl") != 0))
         return errmsg_set(err, -EINVAL,
-                          "pg_hba rule %zu: method is not peer (local only), scram-sha-256 or "
-                          "reject",
+                          "pg_hba rule %zu: method is not peer (local only), scram-sha-256, cert "
+                          "(hostssl only) or reject",
                           i);
     if (local != (r->address == NULL))
         return errmsg_set(err, -EINVAL, "pg_hba rule %zu: %s", i,
@@ -441,7 +456,8 @@ int pgconf_format_hba(const struct pg_hba_rule *rules, size_t n, char **out, cha
 enum hba_when {
     HBA_ALWAYS = 0,
     HBA_REMOTE_SUPERUSER,   /* only with superuser-remote-access */
-    HBA_NO_REMOTE_SUPERUSER /* only without it */
+    HBA_NO_REMOTE_SUPERUSER, /* only without it */
+    HBA_PEERS                /* where the peer rules go */
 };
 
 static const struct {
@@ -456,9 +472,11 @@ static const struct {
     {HBA_ALWAYS, {"host", "all", "operator", "::1/128", "scram-sha-256", NULL}},
     {HBA_NO_REMOTE_SUPERUSER, {"host", "all", "operator", "all", "reject", NULL}},
     {HBA_REMOTE_SUPERUSER, {"host", "all", "operator", "all", "scram-sha-256", NULL}},
-    /* replication and rewind: loopback only until the peers' addresses are known */
+    /* replication and rewind: loopback with SCRAM; the peers with their certificates
+       (rules added after this line by pgconf_render_hba) */
     {HBA_ALWAYS, {"host", "replication", "replication", "127.0.0.1/32", "scram-sha-256", NULL}},
     {HBA_ALWAYS, {"host", "replication", "replication", "::1/128", "scram-sha-256", NULL}},
+    {HBA_PEERS, {NULL, NULL, NULL, NULL, NULL, NULL}},
     {HBA_ALWAYS, {"host", "replication", "all", "all", "reject", NULL}},
     {HBA_ALWAYS, {"host", "all", "rewind", "127.0.0.1/32", "scram-sha-256", NULL}},
     {HBA_ALWAYS, {"host", "all", "rewind", "::1/128", "scram-sha-256", NULL}},
@@ -472,23 +490,57 @@ static bool hba_applies(enum hba_when when, const struct pg_settings *s)
     return when == HBA_ALWAYS || (when == HBA_REMOTE_SUPERUSER) == s->superuser_remote_access;
 }
 
-int pgconf_render_hba(const struct pg_settings *s, char **out, char **err)
+#define HBA_MAX_PEERS ((size_t)64)
+
+int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *peers,
+                      size_t n_peers, char **out, char **err)
 {
-    struct pg_hba_rule rules[sizeof hba_base / sizeof *hba_base];
+    if (n_peers > HBA_MAX_PEERS)
+        return errmsg_set(err, -EINVAL, "more than %zu peer addresses", HBA_MAX_PEERS);
+    struct pg_hba_rule rules[sizeof hba_base / sizeof *hba_base + 2 * HBA_MAX_PEERS];
+    char addrs[HBA_MAX_PEERS][INET6_ADDRSTRLEN + 8];
     size_t n = 0;
-    for (size_t i = 0; i < sizeof hba_base / sizeof *hba_base; i++)
-        if (hba_applies(hba_base[i].when, s))
-            rules[n++] = hba_base[i].rule;
+    for (size_t i = 0; i < sizeof hba_base / sizeof *hba_base; i++) {
+        if (hba_base[i].when != HBA_PEERS) {
+            if (hba_applies(hba_base[i].when, s))
+                rules[n++] = hba_base[i].rule;
+            continue;
+        }
+        for (size_t p = 0; tls && p < n_peers; p++) {
+            unsigned char bin[16];
+            bool v4 = peers[p] && inet_pton(AF_INET, peers[p], bin) == 1;
+            if (!v4 && !(peers[p] && inet_pton(AF_INET6, peers[p], bin) == 1))
+                return errmsg_set(err, -EINVAL, "peer address %zu is not an IP address", p);
+            snprintf(addrs[p], sizeof addrs[p], "%s/%d", peers[p], v4 ? 32 : 128);
+            rules[n++] = (struct pg_hba_rule){"hostssl", "replication", "replication", addrs[p],
+                                              "cert", "map=pg-agent-peers"};
+            rules[n++] = (struct pg_hba_rule){"hostssl", "postgres", "rewind", addrs[p], "cert",
+                                              "map=pg-agent-peers"};
+        }
+    }
     return pgconf_format_hba(rules, n, out, err);
 }
 
 /* ---- pg_ident.conf ---------------------------------------------------------------- */
 
-const char *pgconf_ident(void)
+int pgconf_render_ident(const char *app, char **out, char **err)
 {
-    return "# pg_ident.conf: generated by pg-agent and overwritten on every change.\n"
-           "# The agent runs as root and connects as postgres with peer authentication.\n"
-           "# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\n"
-           "pg-agent   root             postgres\n"
-           "pg-agent   postgres         postgres\n";
+    size_t len = app ? strlen(app) : 0;
+    bool ok = len >= 1 && len <= 63;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (app[i] >= 'a' && app[i] <= 'z') || (app[i] >= '0' && app[i] <= '9') ||
+             app[i] == '-';
+    if (!ok)
+        return errmsg_set(err, -EINVAL, "the application name cannot be put in pg_ident.conf");
+    struct text t = {0};
+    text_add(&t, "# pg_ident.conf: generated by pg-agent and overwritten on every change.\n"
+                 "# The agent runs as root and connects as postgres with peer authentication;\n"
+                 "# the peers' certificates (CN <app>-<n>, internal CA) replicate and rewind.\n"
+                 "# MAPNAME       SYSTEM-USERNAME  PG-USERNAME\n"
+                 "pg-agent        root             postgres\n"
+                 "pg-agent        postgres         postgres\n"
+                 "pg-agent-peers  /^%s-[0-9]+$   replication\n"
+                 "pg-agent-peers  /^%s-[0-9]+$   rewind\n",
+             app, app);
+    return text_finish(&t, out, err);
 }

@@ -6,11 +6,11 @@
  *
  * Ownership: inputs are borrowed for the call; nothing keeps a pointer to them. *out
  * (rendered text, quoted strings) and *err are malloc'd and owned by the caller (free).
- * pgconf_ident() returns a static string.
  */
 #ifndef PG_AGENT_PGCONF_H
 #define PG_AGENT_PGCONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "settings.h"
@@ -23,6 +23,11 @@ struct host_facts {
     const char *data_dir;   /* absolute path of the cluster's data directory */
     const char *socket_dir; /* absolute path of the Unix socket directory */
     int port;               /* TCP port, 1..65535 */
+    const char *tls_cert;   /* server certificate, key and CA files; NULL: TLS off */
+    const char *tls_key;
+    const char *tls_ca;
+    const char *include;    /* a file in the data directory included last (the HA loop's
+                               settings); NULL: none */
 };
 
 #define PGCONF_MAX_RAM_MB (1L << 30) /* 1 PB */
@@ -53,14 +58,14 @@ int pgconf_size(const struct pg_settings *s, const struct host_facts *h, struct 
 int pgconf_render_conf(const struct pg_settings *s, const struct host_facts *h, char **out,
                        char **err);
 
-/* One pg_hba.conf line. type "local" has no address (NULL); "host" needs one. options
+/* One pg_hba.conf line. type "local" has no address (NULL); "host"/"hostssl" need one. options
  * may be NULL. Every field is a single token: printable, no space, '#', '"' or ','. */
 struct pg_hba_rule {
-    const char *type;     /* local, host */
+    const char *type;     /* local, host, hostssl */
     const char *database; /* all, replication, a database name */
     const char *user;     /* all, a role name */
     const char *address;  /* all, an address/mask; NULL for local */
-    const char *method;   /* peer (local only), scram-sha-256, reject */
+    const char *method;   /* peer (local only), scram-sha-256, cert (hostssl only), reject */
     const char *options;  /* e.g. "map=pg-agent", or NULL */
 };
 
@@ -73,12 +78,19 @@ int pgconf_format_hba(const struct pg_hba_rule *rules, size_t n, char **out, cha
 /* The charm's pg_hba.conf for these settings (the rules are listed in pgconf.c): peer for
  * the OS users mapped to postgres on the socket, SCRAM for everyone else, the operator
  * superuser over TCP only from loopback unless superuser-remote-access, replication and
- * rewind only from loopback for now, and a final line that rejects everything else. */
-int pgconf_render_hba(const struct pg_settings *s, char **out, char **err);
+ * rewind from loopback with SCRAM and, when tls, from each peer address (n_peers IP
+ * addresses in text, this unit's included) over TLS with a certificate of the internal CA
+ * (method cert, map pg-agent-peers), and a final line that rejects everything else.
+ * -EINVAL: more than 64 addresses, or (with tls, when they are used) one that is not an
+ * IP address. */
+int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *peers,
+                      size_t n_peers, char **out, char **err);
 
 /* pg_ident.conf: map "pg-agent" lets OS users root (the agent) and postgres log in as the
- * role postgres with peer authentication. */
-const char *pgconf_ident(void);
+ * role postgres with peer authentication; map "pg-agent-peers" lets the peer certificates
+ * of application app (CN <app>-<n>) log in as replication and rewind. app: [a-z0-9-],
+ * 1..63 characters, else -EINVAL. *out is malloc'd. */
+int pgconf_render_ident(const char *app, char **out, char **err);
 
 /* A postgresql.conf string literal: s in single quotes, with each ' and \ doubled (the
  * file's parser reads backslash escapes inside quotes). Returns 0 with *out malloc'd;

@@ -4,7 +4,11 @@
 #define _GNU_SOURCE
 #include "reconcile.h"
 
+#include "cluster.h"
 #include "db.h"
+#include "ha.h"
+#include "peers.h"
+#include "pki.h"
 #include "errmsg.h"
 #include "hooktool.h"
 #include "log.h"
@@ -167,12 +171,13 @@ int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err)
     return db_connect(PG_SOCKET_DIR, PG_PORT, conn, err);
 }
 
-/* The packages and the cluster exist. */
-static int ensure_cluster(const struct hook_event *ev, struct pg_install *pg, char **err)
+/* The packages exist (PostgreSQL and etcd) and no distro cluster runs. The charm's own
+ * cluster is the HA loop's to create (bootstrap) or clone. */
+static int ensure_packages(const struct hook_event *ev, struct pg_install *pg, char **err)
 {
     int rc = pg_detect(pg, err);
-    if (rc == -ENOENT) {
-        progress(ev, "installing PostgreSQL");
+    if (rc == -ENOENT || access(ETCD_BIN, X_OK) != 0) {
+        progress(ev, "installing PostgreSQL and etcd");
         if (pg_install_packages(err) < 0)
             return -1;
         rc = pg_detect(pg, err);
@@ -181,11 +186,6 @@ static int ensure_cluster(const struct hook_event *ev, struct pg_install *pg, ch
         return -1;
     if (pg_disable_distro_clusters(err) < 0)
         return -1;
-    if (!pg_initialised(pg)) {
-        progress(ev, "initialising the database");
-        if (pg_initdb(pg, err) < 0)
-            return -1;
-    }
     return 0;
 }
 
@@ -217,32 +217,62 @@ static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
     }
 }
 
-/* Render and apply postgresql.conf, pg_hba.conf, pg_ident.conf. A running server is
- * checked against the new files before it reloads them; files it rejects are rolled
- * back (status blocked, the server keeps serving); a restart happens only for settings
- * that need one, and only with files the server accepted. */
-static int apply_config(const struct pg_install *pg, const struct pg_settings *s,
+static void host_facts_of(const struct pg_install *pg, bool tls, struct host_facts *h)
+{
+    *h = (struct host_facts){.ram_mb = ram_mb(), .cpus = cpus(), .major = pg->major,
+                             .data_dir = pg->datadir, .socket_dir = PG_SOCKET_DIR,
+                             .port = PG_PORT, .include = HA_CONF_FILE};
+    if (tls) {
+        h->tls_cert = pki_pg.cert;
+        h->tls_key = pki_pg.key;
+        h->tls_ca = pki_pg.ca;
+    }
+}
+
+/* postgresql.conf, pg_hba.conf, pg_ident.conf as they should be (out[3], malloc'd).
+ * Returns 0; 1 when a setting cannot work here (blocked, said in st); -1 on failure. */
+static int render_conf(const struct pg_install *pg, const struct pg_settings *s,
+                       const struct peers_view *pv, bool tls, char *out[3],
+                       struct unit_status *st, char **err)
+{
+    struct host_facts h;
+    host_facts_of(pg, tls, &h);
+    char *why = NULL;
+    if (pgconf_render_conf(s, &h, &out[0], &why) < 0) {
+        want(st, "blocked", "%s", ERRMSG(why));
+        free(why);
+        return 1;
+    }
+    const char *addrs[PEERS_MAX + 1];
+    size_t n = 0;
+    if (pv->my_address[0])
+        addrs[n++] = pv->my_address;
+    for (size_t i = 0; i < pv->n; i++)
+        if (pv->units[i].address[0])
+            addrs[n++] = pv->units[i].address;
+    if (pgconf_render_hba(s, tls, addrs, n, &out[1], err) < 0 ||
+        pgconf_render_ident(pv->app, &out[2], err) < 0)
+        return -1;
+    return 0;
+}
+
+/* Apply the rendered files. A running server is checked against the new files before it
+ * reloads them; files it rejects are rolled back (status blocked, the server keeps
+ * serving). Settings that need a restart are left to the HA loop's rolling restart
+ * (*restart tells the caller). */
+static int apply_config(const struct pg_install *pg, char *const rendered[3], bool *restart_needed,
                         struct unit_status *st, char **err)
 {
-    struct host_facts h = {.ram_mb = ram_mb(), .cpus = cpus(), .major = pg->major,
-                           .data_dir = pg->datadir, .socket_dir = PG_SOCKET_DIR,
-                           .port = PG_PORT};
     struct conf_file f[3] = {{.name = "postgresql.conf"}, {.name = "pg_hba.conf"},
                              {.name = "pg_ident.conf"}};
     int rc = -1;
-    char *why = NULL;
-    if (pgconf_render_conf(s, &h, &f[0].want, &why) < 0) {
-        /* A value that cannot work on this unit (e.g. shared buffers over 40 % of RAM). */
-        want(st, "blocked", "%s", ERRMSG(why));
-        free(why);
-        return 0;
-    }
-    if (pgconf_render_hba(s, &f[1].want, err) < 0)
-        goto out;
-    f[2].want = strdup(pgconf_ident());
-    if (!f[2].want) {
-        errmsg_format(err, "out of memory");
-        goto out;
+    *restart_needed = false;
+    for (int i = 0; i < 3; i++) {
+        f[i].want = strdup(rendered[i]);
+        if (!f[i].want) {
+            errmsg_format(err, "out of memory");
+            goto out;
+        }
     }
     bool any = false;
     for (size_t i = 0; i < 3; i++) {
@@ -278,17 +308,10 @@ static int apply_config(const struct pg_install *pg, const struct pg_settings *s
         rc = 0;
         goto out;
     }
-    bool restart = false;
-    rc = db_reload_and_check(conn, RELOAD_WAIT_MS, &restart, err);
+    rc = db_reload_and_check(conn, RELOAD_WAIT_MS, restart_needed, err);
     db_close(conn);
     if (rc == 0)
         log_info("configuration reloaded");
-    if (rc == 0 && restart) {
-        log_info("restarting PostgreSQL: a changed setting needs it");
-        rc = pg_stop(pg, STOP_TIMEOUT_MS, err);
-        if (rc == 0)
-            rc = pg_start(pg, START_TIMEOUT_MS, err);
-    }
 out:
     conf_files_free(f, 3);
     return rc < 0 ? -1 : 0;
@@ -423,15 +446,56 @@ static bool quick_pass_possible(const struct model_facts *f, const char *config)
            strcmp(last.config, config) == 0;
 }
 
+/* Status from what the HA loop sees. */
+static void ha_status(struct unit_status *st, bool restart_pending)
+{
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    const char *role = snap.role == HA_ROLE_PRIMARY        ? "Primary"
+                       : snap.role == HA_ROLE_SYNC_STANDBY ? "Sync standby"
+                       : snap.role == HA_ROLE_REPLICA      ? "Replica"
+                                                           : NULL;
+    if (snap.problem[0])
+        want(st, "waiting", "%s", snap.problem);
+    else if (!role)
+        want(st, "waiting", "%s", snap.reason[0] ? snap.reason : "waiting for the HA loop");
+    else if (snap.role != HA_ROLE_PRIMARY && !snap.streaming)
+        want(st, "waiting", "%s, not streaming from %s yet", role,
+             snap.leader[0] ? snap.leader : "a primary");
+    else if (restart_pending)
+        want(st, "active", "%s (restart pending for a changed setting)", role);
+    else
+        want(st, "active", "%s", role);
+}
+
+static int planned_units(const struct peers_view *pv)
+{
+    return (int)pv->n + 1;
+}
+
+/* This unit is leaving (its peer relation departs, or it stops). */
+static bool leaving(const struct hook_event *ev)
+{
+    if (ev->kind != EVENT_HOOK)
+        return false;
+    if (strcmp(ev->name, "stop") == 0)
+        return true;
+    const char *departing = request_env(ev, "JUJU_DEPARTING_UNIT");
+    return strcmp(ev->name, PEERS_ENDPOINT "-relation-departed") == 0 && departing &&
+           strcmp(departing, ev->unit) == 0;
+}
+
 int reconcile_run(const struct hook_event *ev, bool full)
 {
     struct model_facts facts;
     struct unit_status st = {.status = "active"};
     struct pg_install pg;
     struct pg_settings settings;
+    struct peers_view pv;
     bool settings_ok = false;
     PGconn *conn = NULL;
     char *config = NULL;
+    char *rendered[3] = {NULL, NULL, NULL};
     char *err = NULL;
     int code = 1;
 
@@ -445,16 +509,14 @@ int reconcile_run(const struct hook_event *ev, bool full)
         goto out;
     }
     if (!full && quick_pass_possible(&facts, config)) {
-        bool ready = false;
-        /* full_ok implies last.pg: no package scan or user lookup on this path */
-        if (pg_running(&last.pg, &ready) > 0 && ready) {
-            want(&st, "active", "Primary");
+        ha_status(&st, false);
+        if (strcmp(st.status, "active") == 0) {
             code = set_status(ev, &st, &err) < 0 ? 1 : 0;
             if (code)
                 log_error("reconcile: %s", ERRMSG(err));
             goto out;
         }
-        log_warning("PostgreSQL is not running: full reconcile");
+        st = (struct unit_status){.status = "active"};
     }
     last.full_ok = false;
 
@@ -467,44 +529,106 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     free(why);
 
-    if (ensure_cluster(ev, &pg, &err) < 0)
+    if (ensure_packages(ev, &pg, &err) < 0)
         goto failed;
     last.pg = pg;
     last.have_pg = true;
-    bool ready;
-    bool configured = pg_initialised(&pg);
-    if (settings_ok) {
-        if (apply_config(&pg, &settings, &st, &err) < 0)
-            goto failed;
-    } else {
-        char *conf = NULL;
-        if (pg_read_file(&pg, "postgresql.conf", &conf, &err) < 0)
-            goto failed;
-        configured = conf && strstr(conf, "pg-agent");
-        free(conf);
+    if (peers_read(ev, &pv, &err) < 0)
+        goto failed;
+    if (leaving(ev)) {
+        progress(ev, "leaving the cluster");
+        ha_leave(30000);
+        cluster_leave(&pv);
+        code = 0;
+        goto out;
     }
-    if (!configured) {
-        want(&st, "blocked", "not starting PostgreSQL until the configuration is valid");
-    } else if (pg_running(&pg, &ready) <= 0 || !ready) {
-        progress(ev, "starting PostgreSQL");
-        if (pg_start(&pg, START_TIMEOUT_MS, &err) < 0)
-            goto failed;
+
+    if (ev->kind == EVENT_HOOK && strcmp(ev->name, "install") == 0) {
+        /* Before relation-created the unit cannot write the peer databags yet: the
+         * cluster forms from the next hook on. */
+        want(&st, "waiting", "waiting for the peer relation");
+        goto done;
     }
-    bool primary = false;
-    if (configured) {
-        if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &err) < 0 ||
-            db_is_primary(conn, &primary, &err) < 0)
+    bool changed = false;
+    int rc = pki_converge(ev, &pv, facts.is_leader, &changed, &err);
+    if (rc == -EAGAIN) {
+        want(&st, "waiting", "%s", ERRMSG(err));
+        goto done;
+    }
+    if (rc < 0)
+        goto failed;
+    struct cluster_state cs;
+    if (cluster_converge(ev, &pv, facts.is_leader, &cs, &err) < 0)
+        goto failed;
+    if (!cs.running) {
+        want(&st, "waiting", "%s", cs.message);
+        goto done;
+    }
+    if (cs.pending)
+        ha_poke_later(3000); /* the next unit joins etcd once the learner caught up */
+    if (!settings_ok) {
+        want(&st, "blocked", "not changing PostgreSQL until the configuration is valid");
+        goto done;
+    }
+    rc = render_conf(&pg, &settings, &pv, true, rendered, &st, &err);
+    if (rc < 0)
+        goto failed;
+    if (rc > 0)
+        goto done;
+
+    struct ha_params hp = {0};
+    snprintf(hp.name, sizeof hp.name, "%s", pv.me);
+    snprintf(hp.scope, sizeof hp.scope, "%s", pv.app);
+    snprintf(hp.unit, sizeof hp.unit, "%s", ev->unit);
+    snprintf(hp.address, sizeof hp.address, "%s", pv.my_address);
+    snprintf(hp.charm_dir, sizeof hp.charm_dir, "%s", ev->charm_dir ? ev->charm_dir : "");
+    hp.pg = pg;
+    hp.ttl_s = (int)settings.ha_lease_ttl_s;
+    hp.renew_ms = (int)settings.ha_renew_ms;
+    hp.planned_units = planned_units(&pv);
+    hp.sync_count = settings.sync_node_count == SETTINGS_SYNC_ALL        ? hp.planned_units - 1
+                    : settings.sync_node_count == SETTINGS_SYNC_MAJORITY ? hp.planned_units / 2
+                                                                         : settings.sync_node_count;
+    hp.sync_strict = settings.sync_strict;
+    hp.juju_leader = facts.is_leader;
+    for (size_t i = 0; i < pv.n && hp.n_peer_addrs < PEERS_MAX; i++)
+        if (pv.units[i].address[0])
+            snprintf(hp.peer_addrs[hp.n_peer_addrs++], PEERS_ADDR_MAX, "%s", pv.units[i].address);
+    for (int i = 0; i < 3; i++)
+        hp.conf[i] = rendered[i];
+    if (ha_configure(&hp, &err) < 0)
+        goto failed;
+
+    bool restart_pending = false;
+    bool ready = false;
+    if (pg_initialised(&pg) && pg_running(&pg, &ready) > 0 && ready) {
+        if (apply_config(&pg, rendered, &restart_pending, &st, &err) < 0)
+            goto failed;
+        if (changed) {
+            char *e2 = NULL;
+            if (pg_reload(&pg, &e2) < 0)
+                log_warning("reload for the new certificate: %s", ERRMSG(e2));
+            free(e2);
+        }
+    }
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    bool primary = snap.role == HA_ROLE_PRIMARY;
+    if (primary) {
+        if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &err) < 0)
             goto failed;
         set_version(ev, conn);
+    }
+    if (snap.pg_running) {
         const char *port_argv[] = {"open-port", "5432/tcp", NULL};
         if (hooktool_check(ev, port_argv, &err) < 0)
             goto failed;
     }
-    if (converge_credentials(ev, facts.is_leader, settings_ok ? &settings : NULL,
-                             conn && primary, &st, &err) < 0)
+    if (converge_credentials(ev, facts.is_leader, &settings, primary, &st, &err) < 0)
         goto failed;
-    if (configured)
-        want(&st, "active", primary ? "Primary" : "Replica");
+    ha_status(&st, restart_pending);
+
+done:
     if (set_status(ev, &st, &err) < 0)
         goto failed;
     code = 0;
@@ -531,6 +655,8 @@ failed:
 out:
     db_close(conn);
     model_facts_free(&facts);
+    for (int i = 0; i < 3; i++)
+        free(rendered[i]);
     free(config);
     free(err);
     return code;
@@ -538,25 +664,5 @@ out:
 
 void reconcile_supervise(void)
 {
-    struct pg_install pg = last.pg;
-    char *err = NULL;
-    bool ready;
-    if ((!last.have_pg && pg_detect(&pg, &err) < 0) || !pg_initialised(&pg)) {
-        free(err);
-        return;
-    }
-    char *conf = NULL;
-    bool configured = pg_read_file(&pg, "postgresql.conf", &conf, &err) == 0 && conf &&
-                      strstr(conf, "pg-agent");
-    free(conf);
-    if (configured && pg_running(&pg, &ready) <= 0) {
-        log_warning("PostgreSQL is not running (no live postmaster for %s): starting it",
-                    pg.datadir);
-        last.full_ok = false;
-        if (pg_start(&pg, START_TIMEOUT_MS, &err) < 0)
-            log_error("cannot start PostgreSQL: %s", ERRMSG(err));
-        else
-            log_info("PostgreSQL is running again");
-    }
-    free(err);
+    /* PostgreSQL and etcd are the HA loop's to supervise (ha.c, cluster.c). */
 }

@@ -172,6 +172,31 @@ static int store_time_zone(const struct setting_desc *d, const struct setting_va
     return 0;
 }
 
+static int store_sync_count(const struct setting_desc *d, const struct setting_value *v,
+                            struct pg_settings *out, char *rule, size_t size)
+{
+    (void)d;
+    char *end = NULL;
+    long n = 0;
+    if (strcmp(v->s, "all") == 0) {
+        out->sync_node_count = SETTINGS_SYNC_ALL;
+        return 0;
+    }
+    if (strcmp(v->s, "majority") == 0) {
+        out->sync_node_count = SETTINGS_SYNC_MAJORITY;
+        return 0;
+    }
+    if (v->s[0] >= '1' && v->s[0] <= '9')
+        n = strtol(v->s, &end, 10);
+    if (!end || *end || n < 1 || n > SETTINGS_SYNC_MAX) {
+        snprintf(rule, size, "must be all, majority or a number of standbys from 1 to %d",
+                 SETTINGS_SYNC_MAX);
+        return -EINVAL;
+    }
+    out->sync_node_count = (int)n;
+    return 0;
+}
+
 /* "" is accepted as unset. */
 static int store_secret(const struct setting_desc *d, const struct setting_value *v,
                         struct pg_settings *out, char *rule, size_t size)
@@ -234,6 +259,10 @@ const struct setting_desc settings_options[] = {
     BOOL_OPT("logging-log-lock-waits", "false", log_lock_waits),
     STR_OPT("durability-synchronous-commit", "on", sync_commit_names, store_sync_commit),
     STR_OPT("request-time-zone", "UTC", NULL, store_time_zone),
+    INT_OPT("ha-lease-ttl", "5", 3, 60, "seconds", ha_lease_ttl_s),
+    INT_OPT("ha-renew-interval", "500", 100, 10000, "ms", ha_renew_ms),
+    STR_OPT("synchronous-node-count", "all", NULL, store_sync_count),
+    BOOL_OPT("synchronous-mode-strict", "true", sync_strict),
 };
 const size_t settings_n_options = sizeof settings_options / sizeof settings_options[0];
 
@@ -405,6 +434,22 @@ int settings_parse(const json_t *config, struct pg_settings *out, char **err)
     for (size_t i = 0; i < settings_n_options; i++) {
         if (apply_option(&settings_options[i], json_object_get(config, settings_options[i].name),
                          out, &msgs) < 0) {
+            free(msgs);
+            return errmsg_set(err, -ENOMEM, "out of memory reading the config");
+        }
+    }
+    /* The HA timing rule across two options (settings.h). */
+    long need = out->ha_renew_ms + 2L * SETTINGS_DCS_BUDGET_MS + SETTINGS_FENCE_MARGIN_MS;
+    if (need > out->ha_lease_ttl_s * 1000L) {
+        char rule[RULE_MAX], echo[32];
+        snprintf(echo, sizeof echo, "%ld", out->ha_lease_ttl_s);
+        snprintf(rule, sizeof rule,
+                 "must leave room for the renew interval (%ld ms), two DCS requests (%d ms "
+                 "each) and the fencing margin (%d ms): at least %ld s with "
+                 "ha-renew-interval=%ld",
+                 out->ha_renew_ms, SETTINGS_DCS_BUDGET_MS, SETTINGS_FENCE_MARGIN_MS,
+                 (need + 999) / 1000, out->ha_renew_ms);
+        if (add_problem(&msgs, "ha-lease-ttl", echo, rule) < 0) {
             free(msgs);
             return errmsg_set(err, -ENOMEM, "out of memory reading the config");
         }

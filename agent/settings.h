@@ -65,7 +65,21 @@ struct pg_settings {
     bool log_lock_waits;                    /* logging-log-lock-waits */
     enum pg_sync_commit synchronous_commit; /* durability-synchronous-commit */
     char time_zone[SETTINGS_TZ_MAX + 1];    /* request-time-zone */
+    long ha_lease_ttl_s;                    /* ha-lease-ttl */
+    long ha_renew_ms;                       /* ha-renew-interval */
+    int sync_node_count;                    /* synchronous-node-count: n, or one below */
+    bool sync_strict;                       /* synchronous-mode-strict */
 };
+
+#define SETTINGS_SYNC_ALL (-1)      /* synchronous-node-count=all: every other unit */
+#define SETTINGS_SYNC_MAJORITY (-2) /* majority: planned units / 2 */
+#define SETTINGS_SYNC_MAX 15
+
+/* The HA timing rule (ha.md 15.2): renew + 2 x budget + fence margin <= TTL, where the
+ * budget of one DCS request is SETTINGS_DCS_BUDGET_MS and the fencing deadline leaves
+ * SETTINGS_FENCE_MARGIN_MS before the lease can expire. */
+#define SETTINGS_DCS_BUDGET_MS 1000
+#define SETTINGS_FENCE_MARGIN_MS 1000
 
 /* Option types, as spelled in config.yaml. */
 enum setting_type {

@@ -763,7 +763,9 @@ static int add_basic_constraints(X509 *x, bool ca)
         return -ENOMEM;
     int ok = 1;
     if (ca) {
-        bc->ca = 1;
+        /* DER encodes TRUE as 0xFF only; OpenSSL writes the int as given, and Go's parser
+         * (etcd) refuses 0x01 ("x509: invalid basic constraints b"). */
+        bc->ca = 0xFF;
         bc->pathlen = ASN1_INTEGER_new();
         ok = bc->pathlen && ASN1_INTEGER_set(bc->pathlen, 0) == 1;
     }

@@ -437,6 +437,12 @@ TEST(ca_create_and_inspect)
         CHECK(X509_get_version(x) == X509_VERSION_3);
         CHECK(X509_get_pathlen(x) == 0);
         CHECK(ext_critical(x, NID_basic_constraints));
+        /* DER: cA TRUE is the byte 0xFF (Go, hence etcd, refuses anything else) */
+        int bci = X509_get_ext_by_NID(x, NID_basic_constraints, -1);
+        const ASN1_OCTET_STRING *bcv = X509_EXTENSION_get_data(X509_get_ext(x, bci));
+        static const unsigned char der_true[] = {0x30, 0x06, 0x01, 0x01, 0xFF, 0x02, 0x01, 0x00};
+        CHECK(bcv && ASN1_STRING_length(bcv) == (int)sizeof der_true &&
+              memcmp(ASN1_STRING_get0_data(bcv), der_true, sizeof der_true) == 0);
         CHECK(ext_critical(x, NID_key_usage));
         CHECK(X509_get_key_usage(x) == (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
         CHECK((X509_get_extension_flags(x) & EXFLAG_SS) != 0);

@@ -1,0 +1,372 @@
+/* etcd membership that follows the peer relation, and the local etcd member as a
+ * supervised workload (cluster.h). */
+/* _GNU_SOURCE is how glibc is asked for asprintf. */
+#define _GNU_SOURCE
+#include "cluster.h"
+
+#include "errmsg.h"
+#include "log.h"
+#include "pki.h"
+#include "proc.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CLIENT_TIMEOUT_MS 3000
+#define START_WAIT_MS 15000
+
+/* The local member's command line, shared with the HA thread's supervisor. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    bool known; /* argv below is what the local member should run with */
+    struct etcd_argv argv;
+    char data_dir[PATH_MAX];
+} local;
+
+void cluster_peer_url(const char *address, char *buf, size_t size)
+{
+    bool v6 = strchr(address, ':') != NULL;
+    snprintf(buf, size, v6 ? "https://[%s]:%d" : "https://%s:%d", address, ETCD_PEER_PORT);
+}
+
+int cluster_client(int timeout_ms, struct etcd_client **out, char **err)
+{
+    char url[64];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d", ETCD_CLIENT_PORT);
+    struct etcd_config cfg = {.endpoints = {url}, .n_endpoints = 1,
+                              .ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
+                              .key_file = pki_agent.key, .timeout_ms = timeout_ms};
+    return etcd_client_new(&cfg, out, err);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* /var/lib/etcd exists and belongs to etcd (the package makes it so on a real machine). */
+static void ensure_data_base(void)
+{
+    const struct passwd *pw = getpwnam("etcd");
+    if (mkdir(ETCD_DATA_BASE, 0700) < 0 && errno != EEXIST)
+        return;
+    if (pw && chown(ETCD_DATA_BASE, pw->pw_uid, pw->pw_gid) < 0)
+        log_warning("cannot give %s to etcd: %s", ETCD_DATA_BASE, strerror(errno));
+}
+
+/* Start the local member if it does not run, then wait until it answers. */
+static int start_local(char **err)
+{
+    pthread_mutex_lock(&lock);
+    struct etcd_argv argv = local.argv;
+    bool known = local.known;
+    pthread_mutex_unlock(&lock);
+    if (!known)
+        return errmsg_set(err, -EINVAL, "the local etcd member is not configured");
+    if (etcd_running(CLUSTER_PID_FILE) > 0)
+        return 0;
+    /* argv.argv points into argv.store of the copy's original: rebase the pointers. */
+    for (size_t i = 0; i < ETCD_ARGV_MAX && argv.argv[i]; i++)
+        argv.argv[i] = argv.store + (argv.argv[i] - local.argv.store);
+    ensure_data_base();
+    pid_t pid = etcd_start(&argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
+    return pid < 0 ? (int)pid : 0;
+}
+
+static bool local_healthy(int wait_ms)
+{
+    struct etcd_client *c = NULL;
+    if (cluster_client(1000, &c, NULL) < 0)
+        return false;
+    bool ok = false;
+    for (int waited = 0; !ok; waited += 250) {
+        struct etcd_status s = {0};
+        ok = etcd_status(c, 0, &s, NULL) == 0;
+        if (ok || waited >= wait_ms || etcd_running(CLUSTER_PID_FILE) <= 0)
+            break;
+        proc_sleep_ms(250);
+    }
+    etcd_client_free(c);
+    return ok;
+}
+
+/* Configure the local member from the published list. */
+static int configure_local(const struct peers_view *pv, char **err)
+{
+    bool alone = pv->cluster.n == 1 && strcmp(pv->cluster.members[0].name, pv->me) == 0;
+    struct etcd_spec spec = {.name = pv->me, .ip = pv->my_address, .scope = pv->app,
+                             .token = pv->token, .existing = !alone, .initial = &pv->cluster,
+                             .cert = pki_etcd.cert, .key = pki_etcd.key, .ca = pki_etcd.ca};
+    struct etcd_argv argv;
+    if (etcd_argv_build(&spec, &argv, err) < 0)
+        return -1;
+    pthread_mutex_lock(&lock);
+    local.argv = argv;
+    for (size_t i = 0; i < ETCD_ARGV_MAX && argv.argv[i]; i++)
+        local.argv.argv[i] = local.argv.store + (argv.argv[i] - argv.store);
+    local.known = true;
+    snprintf(local.data_dir, sizeof local.data_dir, "%s/%s", ETCD_DATA_BASE, pv->app);
+    pthread_mutex_unlock(&lock);
+    return 0;
+}
+
+/* The unit (this one or a peer) whose address gives this peer URL; NULL if none. */
+static const char *member_for_url(const struct peers_view *pv, const char *url)
+{
+    char mine[ETCD_URL_MAX];
+    cluster_peer_url(pv->my_address, mine, sizeof mine);
+    if (pv->my_address[0] && strcmp(url, mine) == 0)
+        return pv->me;
+    for (size_t i = 0; i < pv->n; i++) {
+        char u[ETCD_URL_MAX];
+        if (!pv->units[i].address[0])
+            continue;
+        cluster_peer_url(pv->units[i].address, u, sizeof u);
+        if (strcmp(u, url) == 0)
+            return pv->units[i].member;
+    }
+    return NULL;
+}
+
+/* Leader: make the etcd membership follow the relation, one change at a time, and publish
+ * the member list. */
+static int manage_members(const struct hook_event *ev, const struct peers_view *pv,
+                          struct cluster_state *st, char **err)
+{
+    struct etcd_client *c = NULL;
+    if (cluster_client(CLIENT_TIMEOUT_MS, &c, err) < 0)
+        return -1;
+    struct etcd_members m = {0};
+    int rc = etcd_member_list(c, &m, err);
+    if (rc < 0) {
+        snprintf(st->message, sizeof st->message, "etcd does not answer: %s", ERRMSG(*err));
+        goto out;
+    }
+    bool learner = false;
+    /* Departed units leave first. */
+    for (size_t i = 0; i < m.n; i++) {
+        const char *url = m.members[i].n_peer_urls ? m.members[i].peer_urls[0] : "";
+        learner = learner || m.members[i].is_learner;
+        if (member_for_url(pv, url))
+            continue;
+        char *why = NULL;
+        if (etcd_member_remove(c, m.members[i].id, &why) == 0)
+            log_info("removed etcd member %s (%s): its unit left", m.members[i].name, url);
+        else
+            log_warning("cannot remove etcd member %s: %s", url, ERRMSG(why));
+        free(why);
+        st->pending = true;
+    }
+    if (!st->pending) {
+        for (size_t i = 0; i < pv->n; i++) {
+            const struct peer_unit *u = &pv->units[i];
+            if (!u->address[0])
+                continue;
+            char url[ETCD_URL_MAX];
+            cluster_peer_url(u->address, url, sizeof url);
+            bool present = false;
+            for (size_t j = 0; j < m.n && !present; j++)
+                present = m.members[j].n_peer_urls &&
+                          strcmp(m.members[j].peer_urls[0], url) == 0;
+            if (present)
+                continue;
+            st->pending = true;
+            if (learner) {
+                snprintf(st->message, sizeof st->message,
+                         "adding %s to etcd after the current learner caught up", u->unit);
+                break;
+            }
+            const char *urls[] = {url};
+            uint64_t id = 0;
+            struct etcd_members after = {0};
+            char *why = NULL;
+            rc = etcd_member_add(c, urls, 1, true, &id, &after, &why);
+            etcd_members_clear(&after);
+            if (rc < 0) {
+                snprintf(st->message, sizeof st->message, "etcd refused to add %s (%s): retrying",
+                         u->unit, ERRMSG(why));
+                log_warning("%s", st->message);
+                free(why);
+                rc = 0;
+                break;
+            }
+            log_info("added %s to etcd as a learner (%s)", u->unit, url);
+            learner = true;
+            break;
+        }
+        etcd_members_clear(&m);
+        rc = etcd_member_list(c, &m, err);
+        if (rc < 0)
+            goto out;
+    }
+    /* Publish the list: every member by its unit's name. */
+    struct etcd_cluster list = {0};
+    for (size_t i = 0; i < m.n && list.n < ETCD_MAX_MEMBERS; i++) {
+        const char *url = m.members[i].n_peer_urls ? m.members[i].peer_urls[0] : "";
+        const char *name = member_for_url(pv, url);
+        if (!name)
+            continue;
+        snprintf(list.members[list.n].name, sizeof list.members[list.n].name, "%s", name);
+        snprintf(list.members[list.n].peer_url, sizeof list.members[list.n].peer_url, "%s", url);
+        list.n++;
+    }
+    char text[ETCD_MAX_MEMBERS * (ETCD_NAME_MAX + ETCD_URL_MAX + 2)];
+    char now[sizeof text] = "";
+    if (pv->have_cluster)
+        (void)etcd_cluster_format(&pv->cluster, now, sizeof now);
+    if (list.n && etcd_cluster_format(&list, text, sizeof text) == 0 && strcmp(text, now) != 0) {
+        rc = peers_set(ev, pv, true, PEERS_KEY_ETCD_CLUSTER, text, err);
+        if (rc == 0)
+            log_info("published the etcd member list: %s", text);
+    }
+out:
+    etcd_members_clear(&m);
+    etcd_client_free(c);
+    return rc < 0 ? -1 : 0;
+}
+
+/* The leader's first pass: a one-member cluster of itself. */
+static int bootstrap(const struct hook_event *ev, struct peers_view *pv, char **err)
+{
+    const char *uuid = request_env(ev, "JUJU_MODEL_UUID");
+    char token[65];
+    snprintf(token, sizeof token, "%.8s-%.40s", uuid && *uuid ? uuid : "local", pv->app);
+    for (char *p = token; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+            *p = '-';
+    struct etcd_cluster one = {.n = 1};
+    snprintf(one.members[0].name, sizeof one.members[0].name, "%s", pv->me);
+    cluster_peer_url(pv->my_address, one.members[0].peer_url, sizeof one.members[0].peer_url);
+    char text[ETCD_NAME_MAX + ETCD_URL_MAX + 2];
+    if (etcd_cluster_format(&one, text, sizeof text) < 0)
+        return errmsg_set(err, -1, "cannot format the member list");
+    if (peers_set(ev, pv, true, PEERS_KEY_ETCD_TOKEN, token, err) < 0 ||
+        peers_set(ev, pv, true, PEERS_KEY_ETCD_CLUSTER, text, err) < 0)
+        return -1;
+    pv->cluster = one;
+    pv->have_cluster = true;
+    snprintf(pv->token, sizeof pv->token, "%s", token);
+    log_info("bootstrapping the etcd cluster: %s", text);
+    return 0;
+}
+
+int cluster_converge(const struct hook_event *ev, const struct peers_view *pv_in, bool leader,
+                     struct cluster_state *st, char **err)
+{
+    *st = (struct cluster_state){0};
+    struct peers_view pv = *pv_in;
+    if (!pv.related || !pv.my_address[0]) {
+        snprintf(st->message, sizeof st->message, "waiting for the peer relation");
+        return 0;
+    }
+    if (!pv.have_cluster && leader && bootstrap(ev, &pv, err) < 0)
+        return -1;
+    if (!pv.have_cluster || !pv.token[0]) {
+        snprintf(st->message, sizeof st->message, "waiting for the leader to start etcd");
+        return 0;
+    }
+    for (size_t i = 0; i < pv.cluster.n; i++)
+        st->member = st->member || strcmp(pv.cluster.members[i].name, pv.me) == 0;
+    if (!st->member) {
+        snprintf(st->message, sizeof st->message, "waiting to join the etcd cluster");
+        return 0;
+    }
+    if (configure_local(&pv, err) < 0)
+        return -1;
+    if (start_local(err) < 0)
+        return -1;
+    st->running = local_healthy(START_WAIT_MS);
+    if (!st->running) {
+        snprintf(st->message, sizeof st->message, "waiting for the local etcd member to start");
+        return 0;
+    }
+    if (leader && manage_members(ev, &pv, st, err) < 0)
+        return -1;
+    return 0;
+}
+
+void cluster_leave(const struct peers_view *pv)
+{
+    struct etcd_client *c = NULL;
+    char *err = NULL;
+    if (pv->my_address[0] && cluster_client(CLIENT_TIMEOUT_MS, &c, &err) == 0) {
+        struct etcd_members m = {0};
+        char url[ETCD_URL_MAX];
+        cluster_peer_url(pv->my_address, url, sizeof url);
+        if (etcd_member_list(c, &m, &err) == 0 && m.n > 1) {
+            for (size_t i = 0; i < m.n; i++)
+                if (m.members[i].n_peer_urls && strcmp(m.members[i].peer_urls[0], url) == 0 &&
+                    etcd_member_remove(c, m.members[i].id, &err) == 0)
+                    log_info("left the etcd cluster");
+        }
+        etcd_members_clear(&m);
+    }
+    etcd_client_free(c);
+    free(err);
+    pthread_mutex_lock(&lock);
+    local.known = false;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", ETCD_DATA_BASE, pv->app);
+    pthread_mutex_unlock(&lock);
+    pid_t pid = etcd_running(CLUSTER_PID_FILE);
+    if (pid > 0) {
+        (void)kill(pid, SIGTERM);
+        for (int i = 0; i < 50 && etcd_running(CLUSTER_PID_FILE) > 0; i++)
+            proc_sleep_ms(100);
+        if (etcd_running(CLUSTER_PID_FILE) > 0)
+            (void)kill(pid, SIGKILL);
+    }
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        log_warning("cannot wipe %s: %s", dir, strerror(errno));
+    else
+        log_info("stopped the local etcd member and wiped its data");
+}
+
+int cluster_supervise(struct etcd_client *c, bool promote_learners)
+{
+    pthread_mutex_lock(&lock);
+    bool known = local.known;
+    pthread_mutex_unlock(&lock);
+    if (!known)
+        return 0;
+    if (etcd_running(CLUSTER_PID_FILE) <= 0) {
+        char *err = NULL;
+        log_warning("the local etcd member is not running: starting it");
+        if (start_local(&err) < 0)
+            log_error("cannot start etcd: %s", ERRMSG(err));
+        free(err);
+        return 0;
+    }
+    if (!promote_learners || !c)
+        return 0;
+    struct etcd_members m = {0};
+    int promoted = 0;
+    if (etcd_member_list(c, &m, NULL) == 0) {
+        for (size_t i = 0; i < m.n; i++) {
+            if (!m.members[i].is_learner)
+                continue;
+            char *err = NULL;
+            int rc = etcd_member_promote(c, m.members[i].id, &err);
+            if (rc == 0) {
+                log_info("promoted etcd learner %s to voter", m.members[i].name);
+                promoted = 1;
+            } else if (rc != -EBUSY) {
+                log_warning("cannot promote etcd learner %s: %s", m.members[i].name,
+                            ERRMSG(err));
+            }
+            free(err);
+        }
+    }
+    etcd_members_clear(&m);
+    return promoted;
+}

@@ -1,0 +1,328 @@
+/* The internal CA and this unit's peer certificate (pki.h): the CA from the app secret,
+ * the unit's key and certificate on disk, one copy per OS user that reads them. */
+/* _GNU_SOURCE is how glibc is asked for asprintf. */
+#define _GNU_SOURCE
+#include "pki.h"
+
+#include "errmsg.h"
+#include "hooktool.h"
+#include "log.h"
+#include "password.h"
+#include "proto.h"
+#include "x509.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CA_KEY_CERT "ca-certificate"
+#define CA_KEY_KEY "ca-private-key"
+#define RENEW_PERCENT 90
+
+const struct pki_files pki_agent = {PKI_AGENT_DIR "/ca.pem", PKI_AGENT_DIR "/cert.pem",
+                                    PKI_AGENT_DIR "/key.pem"};
+const struct pki_files pki_pg = {PKI_PG_DIR "/ca.pem", PKI_PG_DIR "/cert.pem",
+                                 PKI_PG_DIR "/key.pem"};
+const struct pki_files pki_etcd = {PKI_ETCD_DIR "/ca.pem", PKI_ETCD_DIR "/cert.pem",
+                                   PKI_ETCD_DIR "/key.pem"};
+
+/* A whole small file (at most X509_PEM_MAX), NUL-terminated; *out NULL when it does not
+ * exist. secret: read into a sodium buffer (password_free), else malloc. */
+static int read_pem(const char *path, bool secret, char **out, char **err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : errmsg_set(err, -errno, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_size < 0 || (size_t)st.st_size > X509_PEM_MAX) {
+        close(fd);
+        return errmsg_set(err, -EFBIG, "%s: not a PEM file of a usable size", path);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
+        return errmsg_set(err, -ENOMEM, "out of memory");
+    }
+    ssize_t got = read(fd, buf, n);
+    close(fd);
+    if (got != (ssize_t)n) {
+        free(buf);
+        return errmsg_set(err, -EIO, "%s: short read", path);
+    }
+    buf[n] = '\0';
+    if (secret) {
+        *out = password_dup(buf, n);
+        explicit_bzero(buf, n);
+        free(buf);
+        return *out ? 0 : errmsg_set(err, -ENOMEM, "out of memory");
+    }
+    *out = buf;
+    return 0;
+}
+
+/* Write content atomically with this owner and mode 0600; the directory is created 0700
+ * with the same owner. Returns 1 when it changed, 0 when it already was that, -errno
+ * (-EINVAL for a NULL content). */
+static int write_pem(const char *path, const char *content, uid_t uid, gid_t gid, char **err)
+{
+    if (!content) /* a caller's bug: never replace a file with nothing */
+        return errmsg_set(err, -EINVAL, "%s: no content to write", path);
+    char *cur = NULL;
+    if (read_pem(path, true, &cur, err) < 0)
+        return -EIO;
+    bool same = cur && strcmp(cur, content) == 0;
+    password_free(cur);
+    struct stat st;
+    if (same && stat(path, &st) == 0 && st.st_uid == uid && (st.st_mode & 0777) == 0600)
+        return 0;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return errmsg_set(err, -errno, "%s: %s", dir, strerror(errno));
+    if (chown(dir, uid, gid) < 0 || chmod(dir, 0700) < 0)
+        return errmsg_set(err, -errno, "%s: %s", dir, strerror(errno));
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return errmsg_set(err, -errno, "%s: %s", tmp, strerror(errno));
+    int rc = proto_write_all(fd, content, strlen(content));
+    if (rc == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0600) < 0 || fsync(fd) < 0))
+        rc = -errno;
+    close(fd);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(tmp);
+        return errmsg_set(err, rc, "%s: %s", path, strerror(-rc));
+    }
+    return 1;
+}
+
+/* The CA from the app secret (by URI, else by the owner label for the leader); the leader
+ * creates it when there is none. *ca_key is a sodium buffer. */
+static int ensure_ca(const struct hook_event *ev, const struct peers_view *pv, bool leader,
+                     char **ca_cert, char **ca_key, char **err)
+{
+    *ca_cert = *ca_key = NULL;
+    char label[160];
+    snprintf(label, sizeof label, PEERS_ENDPOINT ".%s.ca", pv->app);
+    json_t *content = NULL;
+    int rc = -ENOENT;
+    if (pv->ca_uri[0])
+        rc = hooktool_secret_get(ev, pv->ca_uri, NULL, &content, err);
+    if (rc == -ENOENT && leader)
+        rc = hooktool_secret_get(ev, NULL, label, &content, err);
+    if (rc == 0) {
+        const char *cert = json_string_value(json_object_get(content, CA_KEY_CERT));
+        const char *key = json_string_value(json_object_get(content, CA_KEY_KEY));
+        struct x509_info info;
+        bool match = false;
+        char *why = NULL;
+        if (!cert || !key || x509_cert_info(cert, &info, &why) < 0 || !info.is_ca ||
+            x509_key_matches_cert(key, cert, &match, &why) < 0 || !match) {
+            json_decref(content);
+            rc = errmsg_set(err, -EINVAL, "the internal CA secret is not a CA certificate and "
+                                          "its key (%s)", why ? why : "wrong content");
+            free(why);
+            return rc;
+        }
+        *ca_cert = strdup(cert);
+        *ca_key = password_dup(key, strlen(key));
+        json_decref(content);
+        if (!*ca_cert || !*ca_key) {
+            free(*ca_cert);
+            password_free(*ca_key);
+            *ca_cert = *ca_key = NULL;
+            return errmsg_set(err, -ENOMEM, "out of memory");
+        }
+        if (leader && !pv->ca_uri[0]) {
+            /* Found by label: publish its URI for the other units. */
+            const char *argv[] = {"secret-info-get", "--label", label, NULL};
+            json_t *info_j = NULL;
+            if (hooktool_json(ev, argv, &info_j, NULL) == 0 && json_is_object(info_j)) {
+                const char *xid = json_object_iter_key(json_object_iter(info_j));
+                if (xid) {
+                    char uri[128];
+                    snprintf(uri, sizeof uri, "secret:%s", xid);
+                    if (peers_set(ev, pv, true, PEERS_KEY_CA, uri, err) < 0)
+                        log_warning("cannot publish the CA secret: %s", ERRMSG(*err));
+                }
+            }
+            json_decref(info_j);
+        }
+        return 0;
+    }
+    if (rc != -ENOENT)
+        return rc;
+    if (!leader)
+        return errmsg_set(err, -EAGAIN, "waiting for the leader to create the internal CA");
+    if (!pv->related)
+        return errmsg_set(err, -EAGAIN, "waiting for the peer relation");
+
+    char cn[X509_CN_LEN + 1];
+    snprintf(cn, sizeof cn, "%.40s internal CA", pv->app);
+    char *cert = NULL, *key = NULL;
+    if (x509_ca_create(cn, PKI_CA_DAYS, &cert, &key, err) < 0)
+        return -EIO;
+    struct secret_field f[] = {{CA_KEY_CERT, cert}, {CA_KEY_KEY, key}};
+    char *uri = NULL;
+    rc = hooktool_secret_add(ev, "application", label, f, 2, &uri, err);
+    if (rc == 0) {
+        rc = peers_set(ev, pv, true, PEERS_KEY_CA, uri, err);
+        log_info("created the internal CA (secret %s)", uri);
+    }
+    free(uri);
+    if (rc < 0) {
+        free(cert);
+        password_free(key);
+        return -EIO;
+    }
+    *ca_cert = cert;
+    *ca_key = key;
+    return 0;
+}
+
+struct wanted_names {
+    const char *dns[6];
+    size_t n_dns;
+    const char *ips[3];
+    size_t n_ips;
+    char host[256];
+};
+
+static void wanted(const struct peers_view *pv, struct wanted_names *w)
+{
+    *w = (struct wanted_names){0};
+    w->dns[w->n_dns++] = pv->me;
+    w->dns[w->n_dns++] = "localhost";
+    if (gethostname(w->host, sizeof w->host) == 0 && w->host[0] &&
+        strcmp(w->host, pv->me) != 0 && strcmp(w->host, "localhost") != 0)
+        w->dns[w->n_dns++] = w->host;
+    if (pv->my_address[0])
+        w->ips[w->n_ips++] = pv->my_address;
+    w->ips[w->n_ips++] = "127.0.0.1";
+}
+
+/* Whether cert (may be NULL) is current: matches the key, chains to the CA, has the
+ * wanted names and is not due for renewal. why says what is not. */
+static bool cert_current(const char *cert, const char *key, const char *ca,
+                         const struct wanted_names *w, const char **why)
+{
+    struct x509_info info;
+    bool match = false;
+    char *e = NULL;
+    bool ok = false;
+    struct x509_sans want = {.dns = w->dns, .n_dns = w->n_dns, .ips = w->ips, .n_ips = w->n_ips};
+    if (!cert)
+        *why = "there is none";
+    else if (x509_cert_info(cert, &info, &e) < 0)
+        *why = "it cannot be read";
+    else if (x509_key_matches_cert(key, cert, &match, &e) < 0 || !match)
+        *why = "it is not for this unit's key";
+    else if (x509_verify_chain(cert, ca, time(NULL), &e) < 0)
+        *why = "it does not verify against the internal CA";
+    else if (!x509_sans_equal(&info.sans, &want))
+        *why = "this unit's addresses or names changed";
+    else if (x509_renew_due(&info, time(NULL), RENEW_PERCENT))
+        *why = "it is due for renewal";
+    else
+        ok = true;
+    free(e);
+    return ok;
+}
+
+static int install_copy(const struct pki_files *f, const char *user, const char *ca,
+                        const char *cert, const char *key, bool *changed, char **err)
+{
+    uid_t uid = 0;
+    gid_t gid = 0;
+    if (user) {
+        const struct passwd *pw = getpwnam(user);
+        if (!pw)
+            return 0; /* that service is not installed (yet) */
+        uid = pw->pw_uid;
+        gid = pw->pw_gid;
+    }
+    int a = write_pem(f->ca, ca, uid, gid, err);
+    int b = a < 0 ? a : write_pem(f->cert, cert, uid, gid, err);
+    int c = b < 0 ? b : write_pem(f->key, key, uid, gid, err);
+    if (c < 0)
+        return c;
+    if (a > 0 || b > 0 || c > 0)
+        *changed = true;
+    return 0;
+}
+
+int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool leader,
+                 bool *changed, char **err)
+{
+    *changed = false;
+    char *ca_cert = NULL, *ca_key = NULL, *key = NULL, *cert = NULL, *csr = NULL;
+    int rc = ensure_ca(ev, pv, leader, &ca_cert, &ca_key, err);
+    if (rc < 0)
+        return rc;
+    rc = read_pem(pki_agent.key, true, &key, err);
+    if (rc < 0)
+        goto out;
+    char *why_key = NULL;
+    if (!key || x509_key_check(key, strlen(key), &why_key) < 0) {
+        if (key)
+            log_warning("the unit's peer key is unusable (%s): a new one", ERRMSG(why_key));
+        password_free(key);
+        key = NULL;
+        rc = x509_key_generate(X509_KEY_ECDSA_P256, &key, err);
+        if (rc < 0)
+            goto out;
+    }
+    free(why_key);
+    rc = read_pem(pki_agent.cert, false, &cert, err);
+    if (rc < 0)
+        goto out;
+    struct wanted_names w;
+    wanted(pv, &w);
+    const char *why = NULL;
+    if (!cert_current(cert, key, ca_cert, &w, &why)) {
+        log_info("issuing this unit's peer certificate: %s", why);
+        free(cert);
+        cert = NULL;
+        struct x509_sans sans = {.dns = w.dns, .n_dns = w.n_dns, .ips = w.ips,
+                                 .n_ips = w.n_ips};
+        rc = x509_csr_create(key, pv->me, &sans, &csr, err);
+        if (rc == 0)
+            rc = x509_issue(csr, ca_cert, ca_key, PKI_CERT_DAYS, X509_USAGE_SERVER_CLIENT, &cert,
+                            err);
+        if (rc < 0)
+            goto out;
+    }
+    rc = install_copy(&pki_agent, NULL, ca_cert, cert, key, changed, err);
+    if (rc == 0)
+        rc = install_copy(&pki_pg, "postgres", ca_cert, cert, key, changed, err);
+    if (rc == 0)
+        rc = install_copy(&pki_etcd, "etcd", ca_cert, cert, key, changed, err);
+out:
+    free(ca_cert);
+    password_free(ca_key);
+    password_free(key);
+    free(cert);
+    free(csr);
+    return rc;
+}
+
+bool pki_ready(void)
+{
+    return access(pki_agent.ca, R_OK) == 0 && access(pki_agent.cert, R_OK) == 0 &&
+           access(pki_agent.key, R_OK) == 0;
+}

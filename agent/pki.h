@@ -1,0 +1,47 @@
+/* The internal PKI for peer traffic: the application's CA (created by the leader, kept in
+ * an app-owned Juju secret) and this unit's peer certificate, issued by the unit itself
+ * with its addresses and names as SANs and reissued when they change, when it nears its
+ * end (90 % of its validity) or when the CA changes.
+ *
+ * Files (each private key 0600, owned by the one OS user that needs it):
+ *   /var/lib/pg-agent/tls/{ca,cert,key}.pem            root (the agent: etcd client, REST API)
+ *   /var/lib/postgresql/pg-agent-tls/{ca,cert,key}.pem postgres (server TLS, replication)
+ *   /var/lib/etcd/pg-agent-tls/{ca,cert,key}.pem       etcd (client and peer mutual TLS)
+ * The CA's private key never reaches a file: it lives in the secret and in memory for
+ * the moment a certificate is signed.
+ *
+ * Ownership: struct pki_paths is static storage; *err is malloc'd.
+ */
+#ifndef PG_AGENT_PKI_H
+#define PG_AGENT_PKI_H
+
+#include <stdbool.h>
+
+#include "peers.h"
+#include "request.h"
+
+#define PKI_AGENT_DIR "/var/lib/pg-agent/tls"
+#define PKI_PG_DIR "/var/lib/postgresql/pg-agent-tls"
+#define PKI_ETCD_DIR "/var/lib/etcd/pg-agent-tls"
+#define PKI_CA_DAYS 3650
+#define PKI_CERT_DAYS 365
+
+struct pki_files {
+    const char *ca, *cert, *key;
+};
+
+/* The three copies (see above). */
+extern const struct pki_files pki_agent, pki_pg, pki_etcd;
+
+/* Converge: the CA exists (the leader creates it), this unit's key and certificate exist
+ * and are current, and the copies are in place. *changed tells whether a certificate or
+ * the CA changed on disk (PostgreSQL and the REST API reload, etcd restarts).
+ * Returns 0; -EAGAIN when a non-leader waits for the leader's CA (*err says so); another
+ * negative errno on failure. */
+int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool leader,
+                 bool *changed, char **err);
+
+/* Whether this unit's files are all in place (the certificate verifies against the CA). */
+bool pki_ready(void);
+
+#endif
