@@ -14,6 +14,7 @@
 #include "pki.h"
 #include "proc.h"
 #include "settings.h"
+#include "timeline.h"
 #include "version.h"
 
 #include <arpa/inet.h>
@@ -171,6 +172,7 @@ static struct {
     uint64_t event_raised_at;
     uint64_t not_streaming_since;
     uint64_t retry_at;      /* no clone or rewind before this (us) */
+    char last_ancestry[TL_REASON_MAX];
 } L;
 
 /* Set by the hook thread: raise an event at this time (us; 0 none), e.g. to retry an etcd
@@ -505,6 +507,17 @@ static int pg_query_local(struct local_pg *l)
     }
     PQclear(r);
     db_close(c);
+    if (rc == 0 && !l->primary) {
+        /* A replica's control file names the timeline of its last restartpoint, which
+         * lags after a promotion upstream; its walsender knows the replayed one. */
+        struct tl_leader *self = calloc(1, sizeof *self);
+        char *e = NULL;
+        if (self && tl_identify("host=" PG_SOCKET_DIR " port=5432 user=postgres "
+                                "connect_timeout=2", self, &e) == 0 && self->timeline)
+            l->tli = self->timeline;
+        free(e);
+        free(self);
+    }
     return rc;
 }
 
@@ -1164,6 +1177,81 @@ static void start_rewind(const struct member_info *leader)
         log_info("rewinding against %s (%s) before following it", leader->name, leader->host);
 }
 
+/* ---- timeline ancestry (ha.md 9): stream, rewind, re-clone or wait ---------------------- */
+
+static enum tl_outcome ancestry(const struct member_info *lm, const struct local_pg *l)
+{
+    struct tl_leader *ld = calloc(1, sizeof *ld);
+    struct tl_local *lo = calloc(1, sizeof *lo);
+    struct tl_decision dec = {.outcome = TL_WAIT};
+    char *err = NULL;
+    char ci[1024];
+    if (!ld || !lo)
+        goto out;
+    conninfo(ci, sizeof ci, lm->host, "replication", true);
+    if (tl_identify(ci, ld, &err) < 0) {
+        snprintf(dec.reason, sizeof dec.reason, "cannot identify %s: %s", lm->name, ERRMSG(err));
+        goto out;
+    }
+    if (l->running && l->ready) {
+        struct tl_leader self = {0};
+        if (tl_identify("host=" PG_SOCKET_DIR " port=5432 user=postgres connect_timeout=2",
+                        &self, &err) < 0) {
+            snprintf(dec.reason, sizeof dec.reason, "cannot identify this server: %s",
+                     ERRMSG(err));
+            goto out;
+        }
+        lo->system_id = self.system_id;
+        lo->timeline = self.timeline;
+        lo->lsn = l->recv > l->replay ? l->recv : l->replay;
+        bool found = false;
+        if (lo->timeline > 1 &&
+            tl_history_read_file(L.p.pg.datadir, lo->timeline, &lo->history, &found, NULL) == 0)
+            lo->has_history = found;
+    } else if (tl_local_read(L.p.pg.bindir, L.p.pg.datadir, lo, &err) < 0) {
+        snprintf(dec.reason, sizeof dec.reason, "cannot read this data directory: %s",
+                 ERRMSG(err));
+        goto out;
+    }
+    tl_decide(lo, ld, &dec);
+out:
+    if (strcmp(dec.reason, L.last_ancestry) != 0) {
+        log_info("timeline check against %s: %s (%s)", lm->name, tl_outcome_name(dec.outcome),
+                 dec.reason);
+        snprintf(L.last_ancestry, sizeof L.last_ancestry, "%s", dec.reason);
+    }
+    free(err);
+    free(ld);
+    free(lo);
+    return dec.outcome;
+}
+
+/* Start as a replica of lm, rewinding first when the timelines say so. */
+static void rejoin(const struct member_info *lm, const struct local_pg *l)
+{
+    switch (ancestry(lm, l)) {
+    case TL_STREAM:
+        if (!l->running)
+            (void)start_pg(false, lm->host);
+        L.need_rewind = false;
+        break;
+    case TL_REWIND:
+        if (l->running)
+            stop_pg(false);
+        start_rewind(lm);
+        break;
+    case TL_RECLONE:
+        set_problem("this member's data forked from %s's beyond what pg_rewind can repair: "
+                    "remove this unit and add a new one", lm->name);
+        L.retry_at = now_us() + RETRY_BACKOFF_MS * 1000u;
+        break;
+    case TL_WAIT:
+    default:
+        L.retry_at = now_us() + 1000000u;
+        break;
+    }
+}
+
 /* ---- the cycle -------------------------------------------------------------------------- */
 
 static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
@@ -1333,7 +1421,9 @@ static void cycle(void)
     snprintf(hd.leader, sizeof hd.leader, "%s", v.leader_valid ? v.leader : "?");
     hd.renewed = L.holding && !L.renew_failed;
     const struct member_info *lm = v.leader_valid ? member_find(&v, v.leader) : NULL;
-    hd.leader_timeline = lm ? lm->tli : 0;
+    /* members' published timelines may lag: divergence is decided by the timeline check
+     * against the leader itself (rejoin), not by this rule */
+    hd.leader_timeline = 0;
     hd.optime = v.optime;
     hd.history_timeline = v.history_tli;
     hd.sync_mode = sync_wanted_count() > 0 && v.have_sync;
@@ -1386,8 +1476,9 @@ static void cycle(void)
         break;
     case HA_START: {
         bool mine = L.holding && v.leader_present && strcmp(v.leader, L.p.name) == 0;
-        if (!mine && L.need_rewind && lm) {
-            start_rewind(lm);
+        if (!mine && lm && strcmp(lm->state, "running") == 0) {
+            if (now_us() >= L.retry_at)
+                rejoin(lm, &l);
             break;
         }
         (void)start_pg(mine, mine ? NULL : lm ? lm->host : NULL);
@@ -1469,9 +1560,14 @@ static void cycle(void)
             if (write_ha_conf(lm->host, "") >= 0)
                 (void)local_exec("SELECT pg_reload_conf()");
         }
-        if (!l.streaming && l.running && lm && lm->tli > l.tli && L.need_rewind) {
-            stop_pg(false);
-            start_rewind(lm);
+        /* running but not streaming for a while: check the timelines (ha.md 9, 17 #5) */
+        if (l.streaming || !l.running) {
+            L.not_streaming_since = 0;
+        } else if (!L.not_streaming_since) {
+            L.not_streaming_since = now_us();
+        } else if (lm && now_us() - L.not_streaming_since > 2000000u && now_us() >= L.retry_at) {
+            rejoin(lm, &l);
+            L.not_streaming_since = 0;
         }
         break;
     case HA_REWIND:

@@ -466,6 +466,8 @@ static const struct {
 } hba_base[] = {
     /* the agent (root) and the postgres OS user, as postgres, on the socket only */
     {HBA_ALWAYS, {"local", "all", "postgres", NULL, "peer", "map=pg-agent"}},
+    /* the agent asks its own server for its timeline (IDENTIFY_SYSTEM) */
+    {HBA_ALWAYS, {"local", "replication", "postgres", NULL, "peer", "map=pg-agent"}},
     {HBA_ALWAYS, {"local", "all", "all", NULL, "scram-sha-256", NULL}},
     {HBA_ALWAYS, {"host", "all", "postgres", "all", "reject", NULL}},
     {HBA_ALWAYS, {"host", "all", "operator", "127.0.0.1/32", "scram-sha-256", NULL}},

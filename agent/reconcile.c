@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define START_TIMEOUT_MS 120000
@@ -468,6 +469,31 @@ static void ha_status(struct unit_status *st, bool restart_pending)
         want(st, "active", "%s", role);
 }
 
+/* A patronictl configuration for operators (and the tests): Patroni's own tool reads the
+ * cluster from etcd with the agent's client certificate. Root only. */
+#define PATRONICTL_CONF "/var/lib/pg-agent/patronictl.yaml"
+static void write_patronictl_conf(const struct peers_view *pv)
+{
+    char *text = NULL;
+    if (asprintf(&text,
+                 "# written by pg-agent: patronictl -c %s list\n"
+                 "scope: %s\nnamespace: %s\n"
+                 "etcd3:\n  hosts: ['127.0.0.1:%d']\n  protocol: https\n"
+                 "  cacert: %s\n  cert: %s\n  key: %s\n",
+                 PATRONICTL_CONF, pv->app, HA_NAMESPACE, ETCD_CLIENT_PORT, pki_agent.ca,
+                 pki_agent.cert, pki_agent.key) < 0)
+        return;
+    char tmp[] = PATRONICTL_CONF ".new";
+    FILE *f = fopen(tmp, "we");
+    if (f) {
+        bool ok = fputs(text, f) >= 0;
+        ok = fclose(f) == 0 && ok;
+        if (!ok || chmod(tmp, 0600) < 0 || rename(tmp, PATRONICTL_CONF) < 0)
+            (void)unlink(tmp);
+    }
+    free(text);
+}
+
 static int planned_units(const struct peers_view *pv)
 {
     return (int)pv->n + 1;
@@ -566,6 +592,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     if (cs.pending)
         ha_poke_later(3000); /* the next unit joins etcd once the learner caught up */
+    write_patronictl_conf(&pv);
     if (!settings_ok) {
         want(&st, "blocked", "not changing PostgreSQL until the configuration is valid");
         goto done;
