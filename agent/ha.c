@@ -1305,11 +1305,30 @@ static void demote(bool immediate, bool release)
     L.need_rewind = true;
 }
 
+/* The member a switchover without a named candidate goes to: a running replica (a
+ * synchronous standby in sync mode), the most advanced one. */
+static const struct member_info *best_candidate(const struct dcs_view *v)
+{
+    const struct member_info *best = NULL;
+    for (size_t i = 0; i < v->n; i++) {
+        const struct member_info *m = &v->members[i];
+        if (strcmp(m->name, L.p.name) == 0 || m->nofailover || strcmp(m->state, "running") != 0)
+            continue;
+        if (v->n_sync && !in_sync(v, m->name))
+            continue;
+        if (!best || m->lsn > best->lsn)
+            best = m;
+    }
+    return best;
+}
+
 static void graceful_switchover(const struct local_pg *l, const struct dcs_view *v)
 {
-    const struct member_info *cand = member_find(v, v->fo_candidate);
+    const struct member_info *cand = v->fo_candidate[0] ? member_find(v, v->fo_candidate)
+                                                        : best_candidate(v);
     if (!cand) {
-        log_warning("switchover to %s: no such member; request dropped", v->fo_candidate);
+        log_warning("switchover to %s: no such member; request dropped",
+                    v->fo_candidate[0] ? v->fo_candidate : "any member");
         char key[256], *err = NULL;
         key_of(key, sizeof key, "failover");
         (void)etcd_delete(L.etcd, key, NULL, &err);
@@ -1548,7 +1567,7 @@ static void cycle(void)
         manage_slots(&v);
         if (sync_wanted_count() > 0 || v.have_sync)
             manage_sync(&v);
-        if (v.have_failover && (!v.fo_candidate[0] || strcmp(v.fo_candidate, L.p.name) == 0)) {
+        if (v.have_failover && strcmp(v.fo_candidate, L.p.name) == 0) {
             char key[256];
             key_of(key, sizeof key, "failover");
             (void)etcd_delete(L.etcd, key, NULL, &err);

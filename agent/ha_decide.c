@@ -83,9 +83,11 @@ static bool c_mine_lost_lease_replica(const struct ha_input *in)
 {
     return leader_is_me(in) && !in->d->renewed;
 }
+/* For the leader, a request without a candidate also means "to the best other member". */
 static bool c_mine_switchover(const struct ha_input *in)
 {
-    return leader_is_me(in) && in->l->primary && switchover_away(in);
+    return leader_is_me(in) && in->l->primary && in->d->failover_requested &&
+           (!in->d->failover_candidate[0] || switchover_away(in));
 }
 static bool c_mine_primary(const struct ha_input *in)
 {

@@ -57,6 +57,11 @@ static int dispatch(const struct hook_event *ev)
         int code = remove_secret_revision(ev);
         return code ? code : reconcile_run(ev, true);
     }
+    if (ev->kind == EVENT_HOOK && strcmp(ev->name, "remove") == 0) {
+        /* The unit left the cluster in its stop hook; nothing is left to converge. */
+        log_info("the unit is being removed");
+        return 0;
+    }
     if (ev->kind == EVENT_HOOK && strcmp(ev->name, "upgrade-charm") == 0) {
         /* The charm directory holds the new agent: this one hands over to it once the
          * hook is answered (main re-executes it, keeping the socket and the server). */

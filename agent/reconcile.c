@@ -440,6 +440,9 @@ out:
     return rc;
 }
 
+/* This unit left the cluster (its removal started): no pass restarts anything. */
+static bool has_left;
+
 /* The quick pass: nothing changed in the model since a good full pass. */
 static bool quick_pass_possible(const struct model_facts *f, const char *config)
 {
@@ -561,12 +564,15 @@ int reconcile_run(const struct hook_event *ev, bool full)
     last.have_pg = true;
     if (peers_read(ev, &pv, &err) < 0)
         goto failed;
-    if (leaving(ev)) {
-        progress(ev, "leaving the cluster");
-        ha_leave(30000);
-        cluster_leave(&pv);
-        code = 0;
-        goto out;
+    if (leaving(ev) || has_left) {
+        if (!has_left) {
+            progress(ev, "leaving the cluster");
+            ha_leave(30000);
+            cluster_leave(&pv);
+            has_left = true; /* nothing restarts here any more: the unit is going away */
+        }
+        want(&st, "maintenance", "left the cluster; the unit is being removed");
+        goto done;
     }
 
     if (ev->kind == EVENT_HOOK && strcmp(ev->name, "install") == 0) {

@@ -73,9 +73,11 @@ def test_deploy_one_unit_is_active_primary(deployed):
 
 
 def test_cluster_is_secure_by_default(deployed):
+    # cert (a peer's certificate from the internal CA) only on hostssl, with the peers' map
     sql = ("SELECT current_setting('data_checksums'), current_setting('password_encryption'),"
            " (SELECT count(*) FROM pg_hba_file_rules WHERE auth_method NOT IN "
-           "('peer', 'scram-sha-256', 'reject')),"
+           "('peer', 'scram-sha-256', 'reject') AND NOT (auth_method = 'cert' AND "
+           "type = 'hostssl' AND options @> ARRAY['map=pg-agent-peers'])),"
            " (SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN "
            "('operator', 'replication', 'rewind', 'monitoring'))")
     r = deployed.exec(UNIT, f"su postgres -c \"psql -XAtc \\\"{sql}\\\"\"")
@@ -89,6 +91,41 @@ def test_cluster_is_secure_by_default(deployed):
     # the distro's default cluster does not exist; ours does, outside /etc/postgresql
     r = deployed.exec(UNIT, "pg_lsclusters -h | wc -l; ls /var/lib/postgresql/*/charm/PG_VERSION")
     assert r.stdout.split()[0] == "0", r.stdout
+
+
+def postgres_rows(model, sql):
+    """Rows of one query run by the postgres OS user on the socket (fields split on |);
+    sql must not hold double quotes, backslashes or $."""
+    r = model.exec(UNIT, f"su postgres -c \"psql -XAtc \\\"{sql}\\\"\"")
+    assert r.rc == 0, r.stderr
+    return [line.split("|") for line in r.stdout.splitlines() if line]
+
+
+def test_rendered_files_are_accepted_by_the_server(deployed):
+    """The server reads the agent's postgresql.conf, pg_hba.conf and pg_ident.conf without
+    an error, and the peer rules it holds are the certificate rules for single hosts."""
+    assert postgres_rows(deployed, "SELECT count(*) FROM pg_file_settings "
+                                   "WHERE error IS NOT NULL") == [["0"]]
+    assert postgres_rows(deployed, "SELECT count(*) FROM pg_hba_file_rules "
+                                   "WHERE error IS NOT NULL") == [["0"]]
+    peer_rules = postgres_rows(deployed, "SELECT type, database::text, user_name::text, address, "
+                                         "netmask, auth_method, options::text FROM "
+                                         "pg_hba_file_rules WHERE type = 'hostssl'")
+    for _type, db, user, _address, mask, method, options in peer_rules:
+        assert method == "cert" and options == "{map=pg-agent-peers,clientcert=verify-full}", \
+            peer_rules
+        assert (db, user) in (("{replication}", "{replication}"), ("{postgres}", "{rewind}")), \
+            peer_rules
+        assert mask in ("255.255.255.255", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), peer_rules
+    # pg_ident_file_mappings exists from PostgreSQL 15 on
+    if int(postgres_rows(deployed, "SHOW server_version_num")[0][0]) >= 150000:
+        maps = postgres_rows(deployed, "SELECT map_name, sys_name, pg_username, "
+                                       "coalesce(error, '') FROM pg_ident_file_mappings "
+                                       "ORDER BY line_number")
+        assert maps == [["pg-agent", "root", "postgres", ""],
+                        ["pg-agent", "postgres", "postgres", ""],
+                        ["pg-agent-peers", f"/^{APP}-[0-9]+$", "replication", ""],
+                        ["pg-agent-peers", f"/^{APP}-[0-9]+$", "rewind", ""]], maps
 
 
 def test_get_password_then_tcp_login(deployed):

@@ -1,5 +1,6 @@
 /* Unit tests for agent/pgconf.c: quoting, memory sizing per profile, the rendered
- * postgresql.conf, pg_hba.conf rule order and methods, and pg_ident.conf. */
+ * postgresql.conf (TLS, include), pg_hba.conf rule order, methods and peer rules, and
+ * pg_ident.conf. */
 #include "check.h"
 
 #include "pgconf.h"
@@ -405,6 +406,80 @@ TEST(conf_from_options)
     free(c);
 }
 
+/* The facts of a unit whose certificate is in place. */
+static struct host_facts tls_facts(void)
+{
+    struct host_facts h = facts(16 * GB_MB, 8);
+    h.tls_cert = "/var/lib/postgresql/pg-agent-tls/cert.pem";
+    h.tls_key = "/var/lib/postgresql/pg-agent-tls/key.pem";
+    h.tls_ca = "/var/lib/postgresql/pg-agent-tls/ca.pem";
+    return h;
+}
+
+TEST(conf_tls_on)
+{
+    char *c = render_conf(failed, "{}", tls_facts());
+    has_line(failed, c, "ssl = on");
+    has_line(failed, c, "ssl_cert_file = '/var/lib/postgresql/pg-agent-tls/cert.pem'");
+    has_line(failed, c, "ssl_key_file = '/var/lib/postgresql/pg-agent-tls/key.pem'");
+    has_line(failed, c, "ssl_ca_file = '/var/lib/postgresql/pg-agent-tls/ca.pem'");
+    has_line(failed, c, "ssl_min_protocol_version = 'TLSv1.2'");
+    CHECK(c && !strstr(c, "ssl = off"));
+    /* the TLS lines are the only additions to the defaults */
+    char *plain = render_conf(failed, "{}", facts(16 * GB_MB, 8));
+    CHECK(c && plain && setting_lines(c) == setting_lines(plain) + 4);
+    free(plain);
+    free(c);
+}
+
+TEST(conf_tls_off_unless_all_three_files)
+{
+    for (int missing = 0; missing < 3; missing++) {
+        struct host_facts h = tls_facts();
+        if (missing == 0)
+            h.tls_cert = NULL;
+        else if (missing == 1)
+            h.tls_key = NULL;
+        else
+            h.tls_ca = NULL;
+        char *c = render_conf(failed, "{}", h);
+        has_line(failed, c, "ssl = off");
+        CHECK(c && !strstr(c, "ssl = on") && !strstr(c, "ssl_cert_file") &&
+              !strstr(c, "ssl_key_file") && !strstr(c, "ssl_ca_file"));
+        free(c);
+    }
+    /* a TLS path that cannot be written in the file is refused, not dropped */
+    struct pg_settings s;
+    settings_from(failed, "{}", &s);
+    struct host_facts h = tls_facts();
+    h.tls_key = "/tmp/key\nssl = off";
+    char *out = NULL, *err = NULL;
+    CHECK(pgconf_render_conf(&s, &h, &out, &err) == -EINVAL);
+    CHECK(out == NULL && err != NULL);
+    free(err);
+}
+
+TEST(conf_include_last)
+{
+    struct host_facts h = facts(16 * GB_MB, 8);
+    h.include = "pg-agent-ha.conf";
+    char *c = render_conf(failed, "{}", h);
+    has_line(failed, c, "include_if_exists = 'pg-agent-ha.conf'");
+    /* last: the HA loop's settings override everything above them */
+    static const char last[] = "include_if_exists = 'pg-agent-ha.conf'\n";
+    size_t n = c ? strlen(c) : 0;
+    CHECK(c && n >= sizeof last - 1 && strcmp(c + n - (sizeof last - 1), last) == 0);
+    /* quoted like any string; absent without an include */
+    h.include = "/srv/it's.conf";
+    free(c);
+    c = render_conf(failed, "{}", h);
+    has_line(failed, c, "include_if_exists = '/srv/it''s.conf'");
+    free(c);
+    c = render_conf(failed, "{}", facts(16 * GB_MB, 8));
+    CHECK(c && !strstr(c, "include"));
+    free(c);
+}
+
 TEST(conf_is_deterministic)
 {
     char *a = render_conf(failed, "{\"profile\":\"testing\"}", facts(2 * GB_MB, 2));
@@ -462,19 +537,29 @@ static int find_rule(const struct hba_lines *h, const char *want)
     return -1;
 }
 
-static char *render_hba(int *failed, const char *json)
+/* Render pg_hba.conf; NULL (counted as a failure) when refused. */
+static char *render_hba_peers(int *failed, const char *json, bool tls, const char *const *peers,
+                              size_t n_peers)
 {
     struct pg_settings s;
     char *out = NULL, *err = NULL;
     settings_from(failed, json, &s);
-    CHECK(pgconf_render_hba(&s, &out, &err) == 0);
+    CHECK(pgconf_render_hba(&s, tls, peers, n_peers, &out, &err) == 0);
+    if (err)
+        fprintf(stderr, "  refused: %s\n", err);
     CHECK(err == NULL);
     free(err);
     return out;
 }
 
+static char *render_hba(int *failed, const char *json)
+{
+    return render_hba_peers(failed, json, false, NULL, 0);
+}
+
 static const char *const default_rules[] = {
     "local all postgres peer map=pg-agent",
+    "local replication postgres peer map=pg-agent",
     "local all all scram-sha-256",
     "host all postgres all reject",
     "host all operator 127.0.0.1/32 scram-sha-256",
@@ -489,6 +574,18 @@ static const char *const default_rules[] = {
     "host all all all reject",
 };
 #define N_DEFAULT_RULES ((int)(sizeof default_rules / sizeof *default_rules))
+
+/* Where rule is in default_rules (-1: not there). */
+static int default_index(const char *rule)
+{
+    for (int i = 0; i < N_DEFAULT_RULES; i++)
+        if (strcmp(default_rules[i], rule) == 0)
+            return i;
+    return -1;
+}
+
+/* The index of the first peer rule: right after the loopback replication rules. */
+#define FIRST_PEER_RULE (default_index("host replication replication ::1/128 scram-sha-256") + 1)
 
 TEST(hba_rules_in_order)
 {
@@ -520,24 +617,33 @@ TEST(hba_superuser_remote_access)
     split_hba(failed, text, &h);
     CHECK(h.n == N_DEFAULT_RULES);
     CHECK(find_rule(&h, "host all operator all reject") == -1);
-    CHECK(find_rule(&h, "host all operator all scram-sha-256") == 5);
-    CHECK(find_rule(&h, "host all postgres all reject") == 2); /* postgres stays local-only */
+    /* the same place as the reject it replaces */
+    CHECK(find_rule(&h, "host all operator all scram-sha-256") ==
+          default_index("host all operator all reject"));
+    /* postgres stays local-only */
+    CHECK(find_rule(&h, "host all postgres all reject") ==
+          default_index("host all postgres all reject"));
     CHECK(find_rule(&h, "host all all all reject") == h.n - 1);
     free(text);
 }
 
-/* Every rule's method is peer, scram-sha-256 or reject; no weak method appears anywhere. */
+/* Every rule's method is peer (local), scram-sha-256, reject or cert (hostssl, with the
+ * peers' map); no weak method appears anywhere. */
 static void check_methods(int *failed, const char *text)
 {
     struct hba_lines h;
     split_hba(failed, text, &h);
     for (int i = 0; i < h.n; i++) {
         bool local = strcmp(h.fields[i][0], "local") == 0;
+        bool hostssl = strcmp(h.fields[i][0], "hostssl") == 0;
         int m = local ? 3 : 4; /* local has no address column */
         CHECK(h.nfields[i] == m + 1 || h.nfields[i] == m + 2);
         const char *method = h.fields[i][m];
+        bool cert = strcmp(method, "cert") == 0;
         CHECK(strcmp(method, "scram-sha-256") == 0 || strcmp(method, "reject") == 0 ||
-              (local && strcmp(method, "peer") == 0));
+              (local && strcmp(method, "peer") == 0) || (hostssl && cert));
+        if (cert)
+            CHECK(h.nfields[i] == m + 2 && strcmp(h.fields[i][m + 1], "map=pg-agent-peers") == 0);
     }
     CHECK(text && !strstr(text, "md5") && !strstr(text, "trust") && !strstr(text, "password") &&
           !strstr(text, "ident "));
@@ -545,15 +651,182 @@ static void check_methods(int *failed, const char *text)
 
 TEST(hba_methods)
 {
+    static const char *const peers[] = {"10.0.0.1", "fd00::2"};
     char *a = render_hba(failed, "{}");
     char *b = render_hba(failed, "{\"superuser-remote-access\":true}");
+    char *d = render_hba_peers(failed, "{}", true, peers, 2);
     check_methods(failed, a);
     check_methods(failed, b);
+    check_methods(failed, d);
     char *c = render_hba(failed, "{}");
     CHECK_STR(a, c); /* deterministic */
+    char *e = render_hba_peers(failed, "{}", true, peers, 2);
+    CHECK_STR(d, e);
     free(a);
     free(b);
     free(c);
+    free(d);
+    free(e);
+}
+
+/* ---- pg_hba.conf: the peers' certificate rules -------------------------------------- */
+
+/* How many lines of text start with prefix. */
+static int count_prefix(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p;) {
+        n += strncmp(p, prefix, strlen(prefix)) == 0;
+        p = strchr(p, '\n');
+        p = p ? p + 1 : NULL;
+    }
+    return n;
+}
+
+TEST(hba_peer_rules_with_tls)
+{
+    static const char *const peers[] = {"10.0.0.1", "fd00::2", "192.168.1.20"};
+    char *text = render_hba_peers(failed, "{}", true, peers, 3);
+    struct hba_lines h;
+    split_hba(failed, text, &h);
+    CHECK(h.n == N_DEFAULT_RULES + 6);
+    /* right after the loopback replication rules, before the replication reject */
+    static const char *const want[] = {
+        "hostssl replication replication 10.0.0.1/32 cert map=pg-agent-peers",
+        "hostssl postgres rewind 10.0.0.1/32 cert map=pg-agent-peers",
+        "hostssl replication replication fd00::2/128 cert map=pg-agent-peers",
+        "hostssl postgres rewind fd00::2/128 cert map=pg-agent-peers",
+        "hostssl replication replication 192.168.1.20/32 cert map=pg-agent-peers",
+        "hostssl postgres rewind 192.168.1.20/32 cert map=pg-agent-peers",
+    };
+    int first = find_rule(&h, "host replication replication ::1/128 scram-sha-256") + 1;
+    CHECK(first == FIRST_PEER_RULE && first > 0);
+    for (int i = 0; i < 6; i++) {
+        int at = find_rule(&h, want[i]);
+        if (at != first + i) {
+            fprintf(stderr, "  rule \"%s\" at %d, want %d\n", want[i], at, first + i);
+            (*failed)++;
+        }
+    }
+    CHECK(find_rule(&h, "host replication all all reject") == first + 6);
+    /* every default rule is still there, in the same order */
+    int prev = -1;
+    for (int i = 0; i < N_DEFAULT_RULES; i++) {
+        int at = find_rule(&h, default_rules[i]);
+        CHECK(at > prev);
+        prev = at;
+    }
+    CHECK(find_rule(&h, "host all all all reject") == h.n - 1);
+    free(text);
+
+    /* with superuser-remote-access too */
+    text = render_hba_peers(failed, "{\"superuser-remote-access\":true}", true, peers, 1);
+    split_hba(failed, text, &h);
+    CHECK(h.n == N_DEFAULT_RULES + 2);
+    CHECK(find_rule(&h, "host all operator all scram-sha-256") ==
+          default_index("host all operator all reject"));
+    CHECK(find_rule(&h, "hostssl postgres rewind 10.0.0.1/32 cert map=pg-agent-peers") ==
+          FIRST_PEER_RULE + 1);
+    free(text);
+}
+
+TEST(hba_peer_rules_only_with_tls)
+{
+    static const char *const peers[] = {"10.0.0.1", "fd00::2"};
+    char *plain = render_hba(failed, "{}");
+    /* without TLS the peers get nothing: the file is the default one */
+    char *no_tls = render_hba_peers(failed, "{}", false, peers, 2);
+    CHECK_STR(no_tls, plain);
+    CHECK(no_tls && !strstr(no_tls, "hostssl") && !strstr(no_tls, "cert"));
+    /* TLS without peers: nothing to add either */
+    char *no_peers = render_hba_peers(failed, "{}", true, NULL, 0);
+    CHECK_STR(no_peers, plain);
+    free(plain);
+    free(no_tls);
+    free(no_peers);
+}
+
+TEST(hba_peer_address_masks)
+{
+    const struct {
+        const char *in, *rule;
+    } cases[] = {
+        {"10.1.2.3", "hostssl replication replication 10.1.2.3/32 cert map=pg-agent-peers"},
+        {"0.0.0.0", "hostssl replication replication 0.0.0.0/32 cert map=pg-agent-peers"},
+        {"::1", "hostssl replication replication ::1/128 cert map=pg-agent-peers"},
+        {"fd00::2", "hostssl replication replication fd00::2/128 cert map=pg-agent-peers"},
+        {"2001:db8:0:0:0:0:0:1",
+         "hostssl replication replication 2001:db8:0:0:0:0:0:1/128 cert map=pg-agent-peers"},
+        {"::ffff:10.0.0.1",
+         "hostssl replication replication ::ffff:10.0.0.1/128 cert map=pg-agent-peers"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *text = render_hba_peers(failed, "{}", true, &cases[i].in, 1);
+        struct hba_lines h;
+        split_hba(failed, text, &h);
+        if (find_rule(&h, cases[i].rule) != FIRST_PEER_RULE) {
+            fprintf(stderr, "  %s: no rule \"%s\"\n", cases[i].in, cases[i].rule);
+            (*failed)++;
+        }
+        free(text);
+    }
+}
+
+TEST(hba_peer_address_refused)
+{
+    struct pg_settings s;
+    settings_from(failed, "{}", &s);
+    const char *bad[] = {"",
+                         "db-0.example",
+                         "postgresql-0",
+                         "10.0.0.1/32",
+                         "10.0.0.256",
+                         "10.0.0",
+                         " 10.0.0.1",
+                         "10.0.0.1 ",
+                         "10.0.0.1\nhost all all all trust",
+                         "fe80::1%eth0",
+                         "fd00::2/64",
+                         "[fd00::2]",
+                         "all",
+                         "samenet",
+                         NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        /* the bad one second: its index is in the message */
+        const char *peers[] = {"10.0.0.1", bad[i]};
+        char *out = NULL, *err = NULL;
+        CHECK(pgconf_render_hba(&s, true, peers, 2, &out, &err) == -EINVAL);
+        CHECK(out == NULL);
+        if (!err || strcmp(err, "peer address 1 is not an IP address") != 0) {
+            fprintf(stderr, "  \"%s\": %s\n", bad[i] ? bad[i] : "(null)", err ? err : "(null)");
+            (*failed)++;
+        }
+        free(err);
+    }
+}
+
+TEST(hba_peer_count_limit)
+{
+    struct pg_settings s;
+    settings_from(failed, "{}", &s);
+    static char addrs[65][32];
+    const char *peers[65];
+    for (int i = 0; i < 65; i++) {
+        snprintf(addrs[i], sizeof addrs[i], "10.0.1.%d", i + 1);
+        peers[i] = addrs[i];
+    }
+    char *out = NULL, *err = NULL;
+    CHECK(pgconf_render_hba(&s, true, peers, 64, &out, &err) == 0);
+    CHECK(err == NULL);
+    CHECK(count_prefix(out, "hostssl replication  replication  10.0.1.") == 64);
+    CHECK(count_prefix(out, "hostssl postgres     rewind       10.0.1.") == 64);
+    CHECK(out && strstr(out, " 10.0.1.64/32 ") && !strstr(out, "10.0.1.65"));
+    free(out);
+    out = NULL;
+    CHECK(pgconf_render_hba(&s, true, peers, 65, &out, &err) == -EINVAL);
+    CHECK(out == NULL);
+    CHECK_STR(err, "more than 64 peer addresses");
+    free(err);
 }
 
 TEST(hba_format_refuses)
@@ -565,7 +838,13 @@ TEST(hba_format_refuses)
         {"host", "all", "all", "all", "peer", NULL},
         {"local", "all", "all", "all", "peer", NULL},
         {"host", "all", "all", NULL, "reject", NULL},
-        {"hostssl", "all", "all", "all", "scram-sha-256", NULL},
+        {"hostnossl", "all", "all", "all", "scram-sha-256", NULL},
+        {"hostgssenc", "all", "all", "all", "scram-sha-256", NULL},
+        {"HOST", "all", "all", "all", "reject", NULL},
+        {"hostssl", "all", "all", NULL, "cert", NULL},
+        {"hostssl", "all", "all", "all", "peer", NULL},
+        {"hostssl", "all", "all", "all", "trust", NULL},
+        {"hostssl", "all", "all", "all", "cert", "map=x y"},
         {NULL, "all", "all", "all", "reject", NULL},
         {"host", "all", "all", "all", NULL, NULL},
         {"host", "all", "a b", "all", "reject", NULL},
@@ -585,29 +864,122 @@ TEST(hba_format_refuses)
         CHECK(err && strstr(err, "pg_hba rule 1:"));
         free(err);
     }
-    const struct pg_hba_rule good[] = {{"host", "all", "app", "10.0.0.0/8", "scram-sha-256", NULL}};
+    const struct pg_hba_rule good[] = {
+        {"host", "all", "app", "10.0.0.0/8", "scram-sha-256", NULL},
+        {"hostssl", "all", "app", "10.0.0.0/8", "scram-sha-256", NULL},
+        {"hostssl", "replication", "replication", "10.0.0.1/32", "cert", "map=pg-agent-peers"},
+        {"hostssl", "all", "all", "all", "reject", NULL},
+    };
     char *out = NULL, *err = NULL;
-    CHECK(pgconf_format_hba(good, 1, &out, &err) == 0);
+    CHECK(pgconf_format_hba(good, 4, &out, &err) == 0);
+    CHECK(err == NULL);
     CHECK(out && strstr(out, "\nhost    all          app          10.0.0.0/8     scram-sha-256\n"));
+    CHECK(out && strstr(out, "\nhostssl all          app          10.0.0.0/8     scram-sha-256\n"));
+    CHECK(out && strstr(out, "\nhostssl replication  replication  10.0.0.1/32    cert "
+                             "map=pg-agent-peers\n"));
     free(out);
+}
+
+/* cert is a certificate method: PostgreSQL only accepts it on hostssl lines. */
+TEST(hba_cert_only_with_hostssl)
+{
+    const struct pg_hba_rule bad[] = {
+        {"host", "replication", "replication", "10.0.0.1/32", "cert", "map=pg-agent-peers"},
+        {"host", "all", "all", "all", "cert", NULL},
+        {"local", "all", "all", NULL, "cert", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *out = NULL, *err = NULL;
+        CHECK(pgconf_format_hba(&bad[i], 1, &out, &err) == -EINVAL);
+        CHECK(out == NULL);
+        CHECK_STR(err, "pg_hba rule 0: method is not peer (local only), scram-sha-256, cert "
+                       "(hostssl only) or reject");
+        free(err);
+    }
+    const struct pg_hba_rule ok = {"hostssl", "all", "all", "all", "cert", NULL};
+    char *out = NULL, *err = NULL;
+    CHECK(pgconf_format_hba(&ok, 1, &out, &err) == 0);
+    CHECK(out && strstr(out, "\nhostssl all          all          all            cert\n"));
+    free(out);
+    free(err);
+    /* an unknown type is named as such */
+    const struct pg_hba_rule typo = {"hostsl", "all", "all", "all", "cert", NULL};
+    out = err = NULL;
+    CHECK(pgconf_format_hba(&typo, 1, &out, &err) == -EINVAL);
+    CHECK_STR(err, "pg_hba rule 0: type is not local, host or hostssl");
+    free(err);
 }
 
 /* ---- pg_ident.conf --------------------------------------------------------------------- */
 
 TEST(ident_map)
 {
-    const char *text = pgconf_ident();
+    char *text = NULL, *err = NULL;
+    CHECK(pgconf_render_ident("postgresql", &text, &err) == 0);
+    CHECK(err == NULL);
     struct hba_lines h;
     split_hba(failed, text, &h); /* same shape: blank-separated fields, # comments */
-    CHECK(h.n == 2);
-    CHECK(find_rule(&h, "pg-agent root postgres") >= 0);
-    CHECK(find_rule(&h, "pg-agent postgres postgres") >= 0);
-    CHECK(strstr(text, "generated by pg-agent") != NULL);
+    CHECK(h.n == 4);
+    CHECK(find_rule(&h, "pg-agent root postgres") == 0);
+    CHECK(find_rule(&h, "pg-agent postgres postgres") == 1);
+    /* the peers' certificates (CN <app>-<n>) as replication and rewind, nothing else */
+    CHECK(find_rule(&h, "pg-agent-peers /^postgresql-[0-9]+$ replication") == 2);
+    CHECK(find_rule(&h, "pg-agent-peers /^postgresql-[0-9]+$ rewind") == 3);
+    CHECK(text && strncmp(text, "# pg_ident.conf: generated by pg-agent", 38) == 0);
+    CHECK(text && text[strlen(text) - 1] == '\n');
+    /* deterministic, and per application */
+    char *again = NULL;
+    CHECK(pgconf_render_ident("postgresql", &again, &err) == 0);
+    CHECK_STR(text, again);
+    free(again);
+    free(text);
+    text = NULL;
+    CHECK(pgconf_render_ident("pg-2", &text, &err) == 0);
+    split_hba(failed, text, &h);
+    CHECK(find_rule(&h, "pg-agent-peers /^pg-2-[0-9]+$ replication") == 2);
+    CHECK(find_rule(&h, "pg-agent-peers /^pg-2-[0-9]+$ rewind") == 3);
+    CHECK(text && !strstr(text, "postgresql-"));
+    free(text);
+}
+
+TEST(ident_app_names)
+{
+    char longest[64], too_long[65];
+    memset(longest, 'a', 63);
+    longest[63] = '\0';
+    memset(too_long, 'a', 64);
+    too_long[64] = '\0';
+    const char *good[] = {"a", "0", "postgresql", "pg-k8s-2", longest};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char *text = NULL, *err = NULL;
+        CHECK(pgconf_render_ident(good[i], &text, &err) == 0);
+        CHECK(text != NULL && err == NULL);
+        free(text);
+        free(err);
+    }
+    /* anything that could break out of the regex or the line: refused */
+    const char *bad[] = {NULL,     "",        too_long,   "PostgreSQL", "pg_sql", "pg.sql",
+                         "pg sql", "pg\tsql", "pg\nroot", "a/b",        "a$",     "(a|b)",
+                         ".*",     "a+",      "a#b",      "\"a\"",      "pg-é",   "a\\d"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char *text = NULL, *err = NULL;
+        CHECK(pgconf_render_ident(bad[i], &text, &err) == -EINVAL);
+        CHECK(text == NULL);
+        if (!err || strcmp(err, "the application name cannot be put in pg_ident.conf") != 0) {
+            fprintf(stderr, "  \"%s\": %s\n", bad[i] ? bad[i] : "(null)", err ? err : "(null)");
+            (*failed)++;
+        }
+        free(err);
+    }
 }
 
 CHECK_MAIN("pgconf", CASE(quote), CASE(units), CASE(production_1gb), CASE(production_16gb),
            CASE(production_limit_on_1gb_and_large_ram), CASE(testing_profile),
            CASE(explicit_options_override_the_profile), CASE(shared_buffers_limit),
            CASE(bad_host_facts), CASE(conf_defaults_production_16gb), CASE(conf_from_options),
+           CASE(conf_tls_on), CASE(conf_tls_off_unless_all_three_files), CASE(conf_include_last),
            CASE(conf_is_deterministic), CASE(hba_rules_in_order), CASE(hba_superuser_remote_access),
-           CASE(hba_methods), CASE(hba_format_refuses), CASE(ident_map))
+           CASE(hba_methods), CASE(hba_peer_rules_with_tls), CASE(hba_peer_rules_only_with_tls),
+           CASE(hba_peer_address_masks), CASE(hba_peer_address_refused), CASE(hba_peer_count_limit),
+           CASE(hba_format_refuses), CASE(hba_cert_only_with_hostssl), CASE(ident_map),
+           CASE(ident_app_names))

@@ -1,5 +1,6 @@
 /* Unit tests for agent/settings.c: defaults, every option's range and type, enum values,
- * time zones, secret URIs, error messages, and the option table against config.yaml. */
+ * time zones, secret URIs, the HA options and their timing rule, error messages, and the
+ * option table against config.yaml. */
 #include "check.h"
 
 #include "settings.h"
@@ -81,6 +82,10 @@ static void check_defaults(int *failed, const struct pg_settings *s)
     CHECK(!s->log_lock_waits);
     CHECK(s->synchronous_commit == SYNC_COMMIT_ON);
     CHECK_STR(s->time_zone, "UTC");
+    CHECK(s->ha_lease_ttl_s == 5);
+    CHECK(s->ha_renew_ms == 500);
+    CHECK(s->sync_node_count == SETTINGS_SYNC_ALL);
+    CHECK(s->sync_strict);
 }
 
 TEST(defaults_from_empty_config)
@@ -97,6 +102,8 @@ TEST(null_means_default_and_unknown_keys_are_ignored)
     expect_ok(failed,
               "{\"profile\":null,\"memory-work-mem\":null,\"system-users\":null,"
               "\"request-time-zone\":null,\"logging-log-lock-waits\":null,"
+              "\"ha-lease-ttl\":null,\"ha-renew-interval\":null,"
+              "\"synchronous-node-count\":null,\"synchronous-mode-strict\":null,"
               "\"some-future-option\":[1,2],\"plugin-foo-enable\":\"yes\"}",
               &s);
     check_defaults(failed, &s);
@@ -126,7 +133,9 @@ TEST(all_values_set)
               "\"session-idle-in-transaction-session-timeout\":60000,"
               "\"logging-log-min-duration-statement\":250,\"logging-log-lock-waits\":true,"
               "\"durability-synchronous-commit\":\"remote_apply\","
-              "\"request-time-zone\":\"Europe/Paris\"}",
+              "\"request-time-zone\":\"Europe/Paris\",\"ha-lease-ttl\":30,"
+              "\"ha-renew-interval\":2000,\"synchronous-node-count\":\"majority\","
+              "\"synchronous-mode-strict\":false}",
               &s);
     CHECK(s.profile == PROFILE_TESTING);
     CHECK(s.profile_limit_memory_mb == 2048);
@@ -145,6 +154,10 @@ TEST(all_values_set)
     CHECK(s.log_lock_waits);
     CHECK(s.synchronous_commit == SYNC_COMMIT_REMOTE_APPLY);
     CHECK_STR(s.time_zone, "Europe/Paris");
+    CHECK(s.ha_lease_ttl_s == 30);
+    CHECK(s.ha_renew_ms == 2000);
+    CHECK(s.sync_node_count == SETTINGS_SYNC_MAJORITY);
+    CHECK(!s.sync_strict);
 }
 
 /* ---- integer ranges (the expectations are written out here, from the brief) ---------- */
@@ -152,28 +165,40 @@ TEST(all_values_set)
 #define F(m) offsetof(struct pg_settings, m)
 #define NO_FLAG SETTINGS_NO_FLAG
 
+/* partner: another option sent with this one so that the HA timing rule (renew + 3000 ms
+ * <= TTL) holds at both ends of the range; min_never: the rule refuses the declared
+ * minimum whatever the partner (ha-lease-ttl=3 leaves 0 ms for a renew interval of at
+ * least 100 ms), so it is checked as refused by that rule instead. */
 static const struct int_case {
     const char *name;
     long min, max;
     const char *unit;
     size_t field, has;
+    const char *partner;
+    long partner_value;
+    bool min_never;
 } int_cases[] = {
-    {"profile-limit-memory", 0, 2147483647L, "MB", F(profile_limit_memory_mb), NO_FLAG},
+    {"profile-limit-memory", 0, 2147483647L, "MB", F(profile_limit_memory_mb), NO_FLAG, NULL, 0,
+     false},
     {"experimental-max-connections", 10, 10000, "connections", F(max_connections),
-     F(has_max_connections)},
+     F(has_max_connections), NULL, 0, false},
     {"memory-shared-buffers", 16, 1073741823L, "8 kB pages", F(shared_buffers_pages),
-     F(has_shared_buffers)},
-    {"memory-work-mem", 64, 2147483647L, "kB", F(work_mem_kb), F(has_work_mem)},
+     F(has_shared_buffers), NULL, 0, false},
+    {"memory-work-mem", 64, 2147483647L, "kB", F(work_mem_kb), F(has_work_mem), NULL, 0, false},
     {"memory-maintenance-work-mem", 1024, 2147483647L, "kB", F(maintenance_work_mem_kb),
-     F(has_maintenance_work_mem)},
+     F(has_maintenance_work_mem), NULL, 0, false},
     {"memory-temp-buffers", 100, 1073741823L, "8 kB pages", F(temp_buffers_pages),
-     F(has_temp_buffers)},
-    {"connection-authentication-timeout", 1, 600, "seconds", F(authentication_timeout_s), NO_FLAG},
-    {"connection-statement-timeout", 0, 2147483647L, "ms", F(statement_timeout_ms), NO_FLAG},
+     F(has_temp_buffers), NULL, 0, false},
+    {"connection-authentication-timeout", 1, 600, "seconds", F(authentication_timeout_s), NO_FLAG,
+     NULL, 0, false},
+    {"connection-statement-timeout", 0, 2147483647L, "ms", F(statement_timeout_ms), NO_FLAG, NULL,
+     0, false},
     {"session-idle-in-transaction-session-timeout", 0, 2147483647L, "ms",
-     F(idle_in_transaction_timeout_ms), NO_FLAG},
+     F(idle_in_transaction_timeout_ms), NO_FLAG, NULL, 0, false},
     {"logging-log-min-duration-statement", -1, 2147483647L, "ms", F(log_min_duration_statement_ms),
-     NO_FLAG},
+     NO_FLAG, NULL, 0, false},
+    {"ha-lease-ttl", 3, 60, "seconds", F(ha_lease_ttl_s), NO_FLAG, "ha-renew-interval", 100, true},
+    {"ha-renew-interval", 100, 10000, "ms", F(ha_renew_ms), NO_FLAG, "ha-lease-ttl", 60, false},
 };
 #define N_INT_CASES (sizeof int_cases / sizeof int_cases[0])
 
@@ -182,11 +207,21 @@ static int parse_one_int(const char *name, long long v, struct pg_settings *s, c
     return parse_obj(json_pack("{s:I}", name, (json_int_t)v), s, err);
 }
 
+/* The option at v, with its partner when it has one. */
+static int parse_case(const struct int_case *c, long long v, struct pg_settings *s, char **err)
+{
+    if (!c->partner)
+        return parse_one_int(c->name, v, s, err);
+    return parse_obj(
+        json_pack("{s:I,s:I}", c->name, (json_int_t)v, c->partner, (json_int_t)c->partner_value), s,
+        err);
+}
+
 static void int_accepted(int *failed, const struct int_case *c, long v)
 {
     struct pg_settings s;
     char *err = NULL;
-    CHECK(parse_one_int(c->name, v, &s, &err) == 0);
+    CHECK(parse_case(c, v, &s, &err) == 0);
     CHECK(err == NULL);
     CHECK(*(const long *)((const char *)&s + c->field) == v);
     if (c->has != NO_FLAG)
@@ -200,7 +235,7 @@ static void int_refused(int *failed, const struct int_case *c, long long v)
     char *err = NULL, want[256];
     snprintf(want, sizeof want, "config %s=%lld: must be an integer between %ld and %ld (%s)",
              c->name, v, c->min, c->max, c->unit);
-    CHECK(parse_one_int(c->name, v, &s, &err) == -EINVAL);
+    CHECK(parse_case(c, v, &s, &err) == -EINVAL);
     if (!err || strcmp(err, want) != 0) {
         fprintf(stderr, "  got \"%s\"\n  want \"%s\"\n", err ? err : "(null)", want);
         (*failed)++;
@@ -212,7 +247,16 @@ TEST(int_boundaries)
 {
     for (size_t i = 0; i < N_INT_CASES; i++) {
         const struct int_case *c = &int_cases[i];
-        int_accepted(failed, c, c->min);
+        if (c->min_never) {
+            struct pg_settings s;
+            char *err = NULL;
+            CHECK(parse_case(c, c->min, &s, &err) == -EINVAL);
+            CHECK(err && strstr(err, "must leave room for the renew interval"));
+            free(err);
+            int_accepted(failed, c, c->min + 1);
+        } else {
+            int_accepted(failed, c, c->min);
+        }
         int_accepted(failed, c, c->max);
         int_refused(failed, c, (long long)c->min - 1);
         int_refused(failed, c, (long long)c->max + 1);
@@ -499,6 +543,131 @@ TEST(echo_is_capped_and_sanitised)
                    "config profile=\"a?b?[31m\": must be one of production, testing");
 }
 
+/* ---- HA options ------------------------------------------------------------------------ */
+
+TEST(synchronous_node_count)
+{
+    const struct {
+        const char *in;
+        int want;
+    } good[] = {{"all", SETTINGS_SYNC_ALL},
+                {"majority", SETTINGS_SYNC_MAJORITY},
+                {"1", 1},
+                {"2", 2},
+                {"9", 9},
+                {"10", 10},
+                {"15", SETTINGS_SYNC_MAX}};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        char text[128];
+        struct pg_settings s;
+        snprintf(text, sizeof text, "{\"synchronous-node-count\":\"%s\"}", good[i].in);
+        expect_ok(failed, text, &s);
+        if (s.sync_node_count != good[i].want) {
+            fprintf(stderr, "  \"%s\" gave %d, want %d\n", good[i].in, s.sync_node_count,
+                    good[i].want);
+            (*failed)++;
+        }
+    }
+    const char *bad[] = {"0",
+                         "16",
+                         "01",
+                         "+1",
+                         "-1",
+                         " 1",
+                         "1 ",
+                         "1.0",
+                         "1e1",
+                         "0x5",
+                         "ALL",
+                         "All",
+                         "none",
+                         "Majority",
+                         "majority ",
+                         "",
+                         "two",
+                         "99999999999999999999",
+                         "-99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char text[128], want[256];
+        snprintf(text, sizeof text, "{\"synchronous-node-count\":\"%s\"}", bad[i]);
+        snprintf(want, sizeof want,
+                 "config synchronous-node-count=\"%s\": must be all, majority or a number of "
+                 "standbys from 1 to 15",
+                 bad[i]);
+        expect_refused(failed, text, want);
+    }
+    /* config.yaml declares a string: a JSON number is the wrong type */
+    expect_refused(failed, "{\"synchronous-node-count\":2}",
+                   "config synchronous-node-count=2: must be a string, not an integer");
+    /* a refused value falls back to the default */
+    struct pg_settings s;
+    char *err = NULL;
+    CHECK(parse_text("{\"synchronous-node-count\":\"0\"}", &s, &err) == -EINVAL);
+    CHECK(s.sync_node_count == SETTINGS_SYNC_ALL);
+    free(err);
+}
+
+TEST(synchronous_mode_strict)
+{
+    struct pg_settings s;
+    expect_ok(failed, "{\"synchronous-mode-strict\":false}", &s);
+    CHECK(!s.sync_strict);
+    expect_ok(failed, "{\"synchronous-mode-strict\":true}", &s);
+    CHECK(s.sync_strict);
+    expect_refused(failed, "{\"synchronous-mode-strict\":\"false\"}",
+                   "config synchronous-mode-strict=\"false\": must be true or false, not a string");
+    expect_refused(failed, "{\"synchronous-mode-strict\":0}",
+                   "config synchronous-mode-strict=0: must be true or false, not an integer");
+}
+
+/* renew + 2 x 1000 ms (DCS budget) + 1000 ms (fencing margin) <= TTL x 1000, reported on
+ * ha-lease-ttl with the smallest TTL that would do. */
+TEST(ha_timing_rule)
+{
+    struct pg_settings s;
+    /* the boundary: exactly TTL */
+    expect_ok(failed, "{\"ha-lease-ttl\":4,\"ha-renew-interval\":1000}", &s);
+    CHECK(s.ha_lease_ttl_s == 4 && s.ha_renew_ms == 1000);
+    expect_ok(failed, "{\"ha-lease-ttl\":13,\"ha-renew-interval\":10000}", &s);
+    expect_ok(failed, "{\"ha-lease-ttl\":5,\"ha-renew-interval\":2000}", &s);
+    expect_ok(failed, "{\"ha-lease-ttl\":4}", &s); /* with the default 500 ms */
+    /* one millisecond over */
+    char *err = NULL;
+    CHECK(parse_text("{\"ha-lease-ttl\":4,\"ha-renew-interval\":1001}", &s, &err) == -EINVAL);
+    CHECK_STR(err, "config ha-lease-ttl=4: must leave room for the renew interval (1001 ms), two "
+                   "DCS requests (1000 ms each) and the fencing margin (1000 ms): at least 5 s "
+                   "with ha-renew-interval=1001");
+    free(err);
+    /* the default TTL against a long renew interval: the message names the default */
+    CHECK(parse_text("{\"ha-renew-interval\":10000}", &s, &err) == -EINVAL);
+    CHECK_STR(err, "config ha-lease-ttl=5: must leave room for the renew interval (10000 ms), "
+                   "two DCS requests (1000 ms each) and the fencing margin (1000 ms): at least "
+                   "13 s with ha-renew-interval=10000");
+    free(err);
+    CHECK(parse_text("{\"ha-renew-interval\":2001}", &s, &err) == -EINVAL);
+    CHECK(err && strstr(err, "config ha-lease-ttl=5: ") && strstr(err, "at least 6 s"));
+    free(err);
+    /* the smallest TTL never works: 3 s leaves no time for any renew interval */
+    CHECK(parse_text("{\"ha-lease-ttl\":3,\"ha-renew-interval\":100}", &s, &err) == -EINVAL);
+    CHECK(err && strstr(err, "config ha-lease-ttl=3: ") && strstr(err, "(100 ms)") &&
+          strstr(err, "at least 4 s with ha-renew-interval=100"));
+    free(err);
+    CHECK(parse_text("{\"ha-lease-ttl\":3}", &s, &err) == -EINVAL);
+    CHECK(err && strstr(err, "at least 4 s with ha-renew-interval=500"));
+    free(err);
+    /* reported after the per-option problems, joined with "; " */
+    CHECK(parse_text("{\"profile\":\"big\",\"ha-lease-ttl\":4,\"ha-renew-interval\":5000}", &s,
+                     &err) == -EINVAL);
+    static const char both[] = "config profile=\"big\": must be one of production, testing; "
+                               "config ha-lease-ttl=4: must leave room";
+    CHECK(err && strncmp(err, both, sizeof both - 1) == 0);
+    free(err);
+    /* an out-of-range partner falls back to its default before the rule is checked */
+    CHECK(parse_text("{\"ha-lease-ttl\":4,\"ha-renew-interval\":50}", &s, &err) == -EINVAL);
+    CHECK_STR(err, "config ha-renew-interval=50: must be an integer between 100 and 10000 (ms)");
+    free(err);
+}
+
 /* ---- config.yaml ---------------------------------------------------------------------- */
 
 #define YAML_MAX_OPTIONS 64
@@ -743,7 +912,7 @@ TEST(config_yaml_defaults_equal_applied_defaults)
     size_t with_default = 0;
     for (size_t i = 0; i < settings_n_options; i++)
         with_default += settings_options[i].def != NULL;
-    CHECK(with_default == 10 && json_object_size(config) == with_default);
+    CHECK(with_default == 14 && json_object_size(config) == with_default);
     struct pg_settings explicit_defaults, implicit;
     char *err = NULL;
     CHECK(parse_obj(config, &explicit_defaults, &err) == 0);
@@ -759,4 +928,5 @@ CHECK_MAIN("settings", CASE(defaults_from_empty_config),
            CASE(wrong_json_types), CASE(every_problem_is_reported), CASE(enum_values),
            CASE(enum_names), CASE(booleans), CASE(time_zones), CASE(secret_uris),
            CASE(system_users_option), CASE(echo_is_capped_and_sanitised),
+           CASE(synchronous_node_count), CASE(synchronous_mode_strict), CASE(ha_timing_rule),
            CASE(table_matches_config_yaml), CASE(config_yaml_defaults_equal_applied_defaults))

@@ -1,0 +1,147 @@
+"""The charm as a cluster, driven only through `juju`: 3 units form one primary and two
+streaming (synchronous) replicas over etcd; a write on the primary is read on every
+replica; promote-to-primary moves the primary; Debian's patronictl reads the same cluster
+as cluster-status; scaling 3 -> 5 -> 2 keeps every row, the primary's own unit included."""
+
+import json
+
+from conftest import REPO, all_agents_idle, any_error
+
+APP = "postgresql"
+CHARM = REPO / "build" / "postgresql.charm"
+ROLES = ("Primary", "Sync standby", "Replica")
+
+
+def units(st):
+    return st["applications"].get(APP, {}).get("units", {})
+
+
+def cluster_settled(n, replica_role="Sync standby"):
+    """n units active: exactly one Primary, the others replica_role; agents idle."""
+    def ready(st):
+        us = units(st)
+        if len(us) != n or not all_agents_idle(st, APP):
+            return False
+        msgs = [u["workload-status"].get("message") for u in us.values()]
+        states = {u["workload-status"].get("current") for u in us.values()}
+        return (states == {"active"} and msgs.count("Primary") == 1 and
+                msgs.count(replica_role) == n - 1)
+    return ready
+
+
+def primary_unit(model):
+    for name, u in units(model.status()).items():
+        if u["workload-status"].get("message") == "Primary":
+            return name
+    raise AssertionError("no primary in status")
+
+
+def sql(model, unit, query):
+    r = model.exec(unit, f"runuser -u postgres -- psql -XAtc \"{query}\"")
+    assert r.rc == 0, (unit, r.stderr)
+    return r.stdout.strip()
+
+
+def cluster_status(model, unit):
+    r = model.run(unit, "cluster-status")
+    assert r.status == "completed", r.task
+    return json.loads(r.results["members"]), r.results["primary"]
+
+
+def wait_rows(model, unit, table, want, timeout=30):
+    def same():
+        return sql(model, unit, f"SELECT count(*) FROM {table}") == str(want)
+    model_poll(same, timeout, f"{want} rows of {table} on {unit}")
+
+
+def model_poll(fn, timeout, what):
+    from conftest import poll
+    poll(fn, timeout, what=what)
+
+
+def test_three_units_one_primary_two_streaming_replicas(model):
+    assert CHARM.exists(), "run `make build` first"
+    model.juju("deploy", str(CHARM), "-n", "3", "--config", "profile=testing", timeout=180)
+    model.wait(cluster_settled(3), error=any_error, timeout=420)
+    primary = primary_unit(model)
+    rows = sql(model, primary, "SELECT application_name || ':' || state || ':' || sync_state "
+                               "FROM pg_stat_replication ORDER BY 1").splitlines()
+    assert len(rows) == 2, rows
+    assert all(r.split(":")[1] == "streaming" for r in rows), rows
+    assert all(r.split(":")[2] in ("sync", "quorum") for r in rows), rows
+    # replication runs over TLS with the peers' certificates (no password)
+    tls = sql(model, primary, "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s "
+                              "USING (pid) WHERE s.ssl AND s.client_dn LIKE '%postgresql-%'")
+    assert tls == "2", tls
+
+
+def test_write_on_primary_is_read_on_both_replicas(model):
+    primary = primary_unit(model)
+    sql(model, primary, "CREATE TABLE ha_rows(id int PRIMARY KEY); "
+                        "INSERT INTO ha_rows SELECT generate_series(1, 100)")
+    for unit in units(model.status()):
+        if unit != primary:
+            # synchronous commit: the rows are there as soon as the INSERT returned
+            wait_rows(model, unit, "ha_rows", 100, timeout=10)
+            assert sql(model, unit, "SELECT pg_is_in_recovery()") == "t"
+
+
+def test_cluster_status_and_patronictl_agree(model):
+    members, primary = cluster_status(model, "postgresql/1")
+    assert primary == primary_unit(model)
+    leader = [m["name"] for m in members if m["role"] == "leader"]
+    assert leader == [primary.replace("/", "-")], members
+    r = model.exec("postgresql/2",
+                   "patronictl -c /var/lib/pg-agent/patronictl.yaml list -f json")
+    assert r.rc == 0, r.stderr
+    listed = json.loads(r.stdout)
+    assert sorted(m["Member"] for m in listed) == sorted(m["name"] for m in members)
+    assert [m["Member"] for m in listed if m["Role"] == "Leader"] == leader
+    for m in listed:
+        assert m["TL"] == next(x["timeline"] for x in members if x["name"] == m["Member"])
+
+
+def test_promote_to_primary_moves_the_primary(model):
+    old = primary_unit(model)
+    target = next(u for u in units(model.status()) if u != old)
+    r = model.run(target, "promote-to-primary", "scope=unit", timeout=120)
+    assert r.status == "completed", r.task
+    model.wait(lambda st: cluster_settled(3)(st) and primary_unit(model) == target,
+               error=any_error, timeout=120)
+    sql(model, target, "INSERT INTO ha_rows SELECT generate_series(101, 150)")
+    # the old primary rejoined as a replica and has every row
+    wait_rows(model, old, "ha_rows", 150, timeout=30)
+    assert sql(model, old, "SELECT pg_is_in_recovery()") == "t"
+    # refused on the primary itself
+    r = model.run(target, "promote-to-primary", "scope=unit")
+    assert r.status == "failed"
+
+
+def test_scale_up_to_five_and_down_to_two_keeps_every_row(model):
+    model.juju("add-unit", APP, "-n", "2", timeout=120)
+    model.wait(cluster_settled(5), error=any_error, timeout=600)
+    primary = primary_unit(model)
+    sql(model, primary, "INSERT INTO ha_rows SELECT generate_series(151, 200)")
+    for unit in units(model.status()):
+        wait_rows(model, unit, "ha_rows", 200, timeout=30)
+    members, _ = cluster_status(model, primary)
+    assert len(members) == 5, members
+
+    # remove three units, the primary's among them: it hands the primary over first
+    others = [u for u in units(model.status()) if u != primary]
+    gone = [primary] + others[:2]
+    model.juju("remove-unit", *gone, timeout=120)
+    model.wait(cluster_settled(2), error=any_error, timeout=600)
+    new_primary = primary_unit(model)
+    assert new_primary not in gone
+    for unit in units(model.status()):
+        wait_rows(model, unit, "ha_rows", 200, timeout=30)
+    members, _ = cluster_status(model, new_primary)
+    assert sorted(m["name"] for m in members) == sorted(
+        u.replace("/", "-") for u in units(model.status()))
+    r = model.exec(new_primary, "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+                                "--cacert=/var/lib/pg-agent/tls/ca.pem "
+                                "--cert=/var/lib/pg-agent/tls/cert.pem "
+                                "--key=/var/lib/pg-agent/tls/key.pem member list")
+    assert r.rc == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 2, r.stdout
