@@ -95,6 +95,7 @@ struct member_info {
     uint32_t tli;
     bool nofailover;
     bool streaming;
+    bool pending_restart;
 };
 
 struct dcs_view {
@@ -134,6 +135,7 @@ struct local_pg {
     uint64_t recv;
     uint64_t replay;
     char sysid[32];
+    bool pending_restart; /* a changed setting waits for a restart */
 };
 
 static struct {
@@ -173,11 +175,14 @@ static struct {
     uint64_t not_streaming_since;
     uint64_t retry_at;      /* no clone or rewind before this (us) */
     char last_ancestry[TL_REASON_MAX];
+    bool lease_checked; /* looked for the previous agent's lease */
 } L;
 
 /* Set by the hook thread: raise an event at this time (us; 0 none), e.g. to retry an etcd
  * membership change that etcd refused for now. */
 static _Atomic uint64_t poke_at;
+
+static void arm_fence(uint64_t sent_us);
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -277,14 +282,77 @@ static int ensure_client(char **err)
     return 0;
 }
 
+/* The lease ID survives an agent restart or upgrade (re-exec) in /run: the new agent
+ * keeps renewing the same lease, so a primary keeps its leader key and PostgreSQL keeps
+ * running (DESIGN.md 4: an agent restart never restarts PostgreSQL). */
+#define LEASE_FILE "/run/pg-agent/ha-lease"
+
+static int64_t lease_file_read(void)
+{
+    FILE *f = fopen(LEASE_FILE, "re");
+    if (!f)
+        return 0;
+    char line[32] = "";
+    char *end = NULL;
+    long long id = fgets(line, sizeof line, f) ? strtoll(line, &end, 10) : 0;
+    (void)fclose(f);
+    return end && (*end == '\n' || *end == '\0') && id > 0 ? (int64_t)id : 0;
+}
+
+static void lease_file_write(int64_t id)
+{
+    char tmp[] = LEASE_FILE ".new";
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    char text[32];
+    int n = snprintf(text, sizeof text, "%lld\n", (long long)id);
+    bool ok = n > 0 && write(fd, text, (size_t)n) == n;
+    close(fd);
+    if (!ok || rename(tmp, LEASE_FILE) < 0)
+        (void)unlink(tmp);
+}
+
+/* The previous agent's lease, if it is still alive; with the leader key bound to it this
+ * member goes on leading. */
+static bool adopt_lease(void)
+{
+    int64_t old = lease_file_read();
+    if (!old)
+        return false;
+    uint64_t sent = now_us();
+    int64_t ttl = 0;
+    if (etcd_lease_keepalive(L.etcd, old, &ttl, NULL) < 0 || ttl <= 0)
+        return false;
+    L.lease = old;
+    char key[256];
+    snprintf(key, sizeof key, "%sleader", L.prefix);
+    bool owned = false;
+    if (etcd_key_has_lease(L.etcd, key, old, &owned, NULL) == 0 && owned) {
+        L.holding = true;
+        L.last_renew_ok = sent;
+        arm_fence(sent);
+        log_info("adopted the previous agent's lease and leader key");
+    } else {
+        log_info("adopted the previous agent's lease");
+    }
+    return true;
+}
+
 static int ensure_lease(char **err)
 {
     if (L.lease)
         return 0;
+    if (!L.lease_checked) {
+        L.lease_checked = true;
+        if (adopt_lease())
+            return 0;
+    }
     int64_t id = 0, ttl = 0;
     if (etcd_lease_grant(L.etcd, L.p.ttl_s, &id, &ttl, err) < 0)
         return -1;
     L.lease = id;
+    lease_file_write(id);
     L.member_json[0] = '\0'; /* re-attach the member key to the new lease */
     return 0;
 }
@@ -336,6 +404,7 @@ static void parse_member(struct dcs_view *v, const char *name, const char *value
     m->nofailover = json_is_true(json_object_get(json_object_get(j, "tags"), "nofailover"));
     const char *rs = json_string_value(json_object_get(j, "replication_state"));
     m->streaming = rs && strcmp(rs, "streaming") == 0;
+    m->pending_restart = json_is_true(json_object_get(j, "pending_restart"));
     json_decref(j);
     v->n++;
 }
@@ -493,9 +562,10 @@ static int pg_query_local(struct local_pg *l)
         "COALESCE((SELECT status FROM pg_stat_wal_receiver), ''), "
         "COALESCE((pg_last_wal_receive_lsn() - '0/0')::bigint, 0), "
         "COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0), "
-        "(SELECT system_identifier::text FROM pg_control_system())");
+        "(SELECT system_identifier::text FROM pg_control_system()), "
+        "(SELECT count(*) > 0 FROM pg_settings WHERE pending_restart)");
     int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 7) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 8) {
         l->primary = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
         l->lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
         l->tli = (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10);
@@ -503,6 +573,7 @@ static int pg_query_local(struct local_pg *l)
         l->recv = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
         l->replay = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
         snprintf(l->sysid, sizeof l->sysid, "%s", PQgetvalue(r, 0, 6));
+        l->pending_restart = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
         rc = 0;
     }
     PQclear(r);
@@ -709,6 +780,8 @@ static void publish_member(const struct local_pg *l, const struct dcs_view *v)
         }
     }
     json_object_set_new(j, "tags", json_object());
+    if (l->pending_restart)
+        json_object_set_new(j, "pending_restart", json_true());
     json_object_set_new(j, "agent", json_string("pg-agent " PG_AGENT_VERSION));
     char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
@@ -1363,6 +1436,44 @@ static void graceful_switchover(const struct local_pg *l, const struct dcs_view 
     L.need_rewind = true;
 }
 
+/* A changed setting needs a restart (issue 4 item 8): replicas restart at once; the
+ * primary waits until no replica still has one pending, then hands over (switchover) and
+ * restarts as a replica; alone, it restarts in place. */
+static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
+                            const struct member_info *lm)
+{
+    if (!l->primary) {
+        if (!lm)
+            return;
+        log_info("restarting this replica for a changed setting");
+        stop_pg(false);
+        (void)start_pg(false, lm->host);
+        local_read(l);
+        return;
+    }
+    if (!L.holding)
+        return;
+    for (size_t i = 0; i < v->n; i++)
+        if (strcmp(v->members[i].name, L.p.name) != 0 && v->members[i].pending_restart)
+            return; /* replicas first */
+    const struct member_info *cand = best_candidate(v);
+    if (cand) {
+        log_info("a changed setting needs a restart: switching over to %s first", cand->name);
+        json_t *j = json_pack("{s:s,s:s}", "leader", L.p.name, "member", cand->name);
+        char *text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        if (text)
+            put_plain("failover", text);
+        free(text);
+        return;
+    }
+    log_info("restarting the primary in place for a changed setting (no replica to hand over to)");
+    stop_pg(false);
+    renew(); /* keep the lock while it restarts */
+    (void)start_pg(true, NULL);
+    local_read(l);
+}
+
 static void cycle(void)
 {
     char *err = NULL;
@@ -1614,6 +1725,8 @@ static void cycle(void)
     }
     free(err);
     err = NULL;
+    if ((d.action == HA_FOLLOW || d.action == HA_RENEW) && l.pending_restart && !L.child)
+        rolling_restart(&l, &v, lm);
     if (v.ok && L.lease)
         publish_member(&l, &v);
     snapshot_update(&l, &v, &d);
