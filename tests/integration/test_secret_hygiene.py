@@ -5,6 +5,7 @@ the unit. The passwords are exercised first (generated, rotated, set from a secr
 
 import json
 import os
+import pwd
 from pathlib import Path
 
 from conftest import REPO, all_agents_idle, any_error
@@ -46,6 +47,12 @@ def unit_pids(init_pid):
     return pids
 
 
+# The private key of the unit's peer certificate: on disk for the programs that read it.
+TLS_KEYS = {"var/lib/pg-agent/tls/key.pem": "root",
+            "var/lib/postgresql/pg-agent-tls/key.pem": "postgres",
+            "var/lib/etcd/pg-agent-tls/key.pem": "etcd"}
+
+
 def test_no_secret_on_the_unit(model):
     model.juju("deploy", str(CHARM), "--config", "profile=testing", timeout=180)
     model.wait(settled, error=any_error, timeout=240)
@@ -78,11 +85,18 @@ def test_no_secret_on_the_unit(model):
         except OSError:
             continue
         scanned += 1
+        rel = str(path.relative_to(root))
         for n in needles:
-            if n in data:
-                found.append((str(path.relative_to(root)), n[:4] + b"..."))
+            if n in data and not (n in KEY_MARKERS and rel in TLS_KEYS):
+                found.append((rel, n[:4] + b"..."))
     assert scanned > 500, f"only {scanned} files under {root}"  # the cluster is there
     assert not found, found
+    # the unit's peer key: only where its one reader (agent, PostgreSQL, etcd) needs it,
+    # mode 0600, owned by that reader (DESIGN.md section 5)
+    for rel, owner in TLS_KEYS.items():
+        st = (root / rel).stat()
+        assert oct(st.st_mode & 0o777) == "0o600", (rel, oct(st.st_mode))
+        assert pwd.getpwuid(st.st_uid).pw_name == owner, (rel, st.st_uid)
     # the logs the agent and PostgreSQL wrote are among them; check they are not empty
     assert (root / "var/log/pg-agent/agent.log").stat().st_size > 0
     assert any(p.stat().st_size > 0 for p in (root / "var/log/postgresql").iterdir())
