@@ -11,8 +11,10 @@
 #include "ha_decide.h"
 #include "log.h"
 #include "pgconf.h"
+#include "peer_probe.h"
 #include "pki.h"
 #include "proc.h"
+#include "restapi.h"
 #include "settings.h"
 #include "timeline.h"
 #include "version.h"
@@ -45,7 +47,8 @@
 #define START_TIMEOUT_MS 120000
 #define SWITCHOVER_WAIT_MS 5000 /* old primary waits this long for the candidate's WAL */
 #define FENCE_KILL_AFTER_MS 2000
-#define RETRY_BACKOFF_MS 5000u  /* after a failed clone or rewind */
+#define RETRY_BACKOFF_MS 5000u
+#define PROBE_TIMEOUT_MS 500  /* after a failed clone or rewind */
 
 /* ---- shared state --------------------------------------------------------------------- */
 
@@ -176,6 +179,21 @@ static struct {
     uint64_t retry_at;      /* no clone or rewind before this (us) */
     char last_ancestry[TL_REASON_MAX];
     bool lease_checked; /* looked for the previous agent's lease */
+    /* the REST API (runs on this thread's loop) and what it serves */
+    struct restapi *api;
+    struct local_pg api_local;   /* the last local reading */
+    json_t *api_cluster;         /* /cluster document of the last DCS view */
+    json_t *api_history;
+    uint64_t api_optime;
+    bool api_sync_standby;
+    bool api_unlocked;           /* no leader key in the last DCS view */
+    time_t dcs_last_seen;
+    uint64_t last_cycle;         /* us */
+    bool ticket_pending;
+    struct restapi_ticket ticket;
+    char ticket_from[NAME_MAX_];
+    char ticket_to[NAME_MAX_];
+    int failovers;
 } L;
 
 /* Set by the hook thread: raise an event at this time (us; 0 none), e.g. to retry an etcd
@@ -1325,6 +1343,294 @@ static void rejoin(const struct member_info *lm, const struct local_pg *l)
     }
 }
 
+
+/* ---- the REST API (ha.md 11), served from this thread's own state -------------------- */
+
+static json_t *api_patroni(void *data, struct restapi_health *h)
+{
+    (void)data;
+    const struct local_pg *l = &L.api_local;
+    bool running = l->running && l->ready;
+    json_t *j = json_object();
+    json_object_set_new(j, "state", json_string(running ? "running" : l->running ? "starting"
+                                                                                 : "stopped"));
+    json_object_set_new(j, "role", json_string(running && l->primary ? "primary" : "replica"));
+    if (running && l->primary) {
+        json_object_set_new(j, "xlog", json_pack("{s:I}", "location", (json_int_t)l->lsn));
+    } else if (running) {
+        json_object_set_new(j, "xlog", json_pack("{s:I,s:I,s:n,s:b}", "received_location",
+                                                 (json_int_t)l->recv, "replayed_location",
+                                                 (json_int_t)l->replay, "replayed_timestamp",
+                                                 "paused", 0));
+        json_object_set_new(j, "replication_state",
+                            json_string(l->streaming ? "streaming" : "in archive recovery"));
+    }
+    if (running)
+        json_object_set_new(j, "timeline", json_integer(l->tli));
+    json_object_set_new(j, "server_version", json_integer(L.p.pg.major * 10000));
+    json_object_set_new(j, "dcs_last_seen", json_integer((json_int_t)L.dcs_last_seen));
+    json_object_set_new(j, "tags", json_object());
+    json_object_set_new(j, "database_system_identifier", json_string(l->sysid));
+    if (l->pending_restart)
+        json_object_set_new(j, "pending_restart", json_true());
+    if (L.api_unlocked)
+        json_object_set_new(j, "cluster_unlocked", json_true());
+    json_object_set_new(j, "patroni", json_pack("{s:s,s:s,s:s}", "version", "3.0.2", "scope",
+                                                L.p.scope, "name", L.p.name));
+    h->running = running;
+    h->leader = L.holding && !L.renew_failed;
+    h->primary = h->leader && running && l->primary;
+    h->replica = running && !l->primary;
+    h->streaming = l->streaming;
+    h->sync_standby = L.api_sync_standby;
+    h->lag_bytes = !h->replica ? 0 : L.api_optime > l->lsn ? L.api_optime - l->lsn : 0;
+    h->loop_recent = now_us() - L.last_cycle < (uint64_t)L.p.ttl_s * 1000000u;
+    return j;
+}
+
+static json_t *api_cluster(void *data)
+{
+    (void)data;
+    json_t *j = json_object();
+    json_object_set_new(j, "members", L.api_cluster ? json_incref(L.api_cluster) : json_array());
+    json_object_set_new(j, "scope", json_string(L.p.scope));
+    return j;
+}
+
+static json_t *api_history(void *data)
+{
+    (void)data;
+    return L.api_history ? json_incref(L.api_history) : json_array();
+}
+
+static json_t *api_config(void *data)
+{
+    (void)data;
+    return json_pack("{s:i,s:i,s:b,s:b,s:i}", "ttl", L.p.ttl_s, "loop_wait", 1,
+                     "synchronous_mode", L.p.sync_count > 0, "synchronous_mode_strict",
+                     L.p.sync_strict, "synchronous_node_count",
+                     L.p.sync_count > 0 ? L.p.sync_count : 1);
+}
+
+static char *api_metrics(void *data)
+{
+    (void)data;
+    const struct local_pg *l = &L.api_local;
+    bool running = l->running && l->ready;
+    bool primary = running && l->primary && L.holding;
+    char labels[160];
+    snprintf(labels, sizeof labels, "{scope=\"%s\",name=\"%s\"}", L.p.scope, L.p.name);
+    uint64_t now = now_us();
+    uint64_t deadline = atomic_load(&fence_deadline_us);
+    double left = atomic_load(&fence_armed) && deadline > now ? (double)(deadline - now) / 1e6
+                                                             : 0.0;
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+#define GAUGE(name, help, fmt, value)                                                            \
+    fprintf(f, "# HELP " name " " help "\n# TYPE " name " gauge\n" name "%s " fmt "\n", labels, value)
+    GAUGE("patroni_version", "Patroni version the agent is compatible with.", "%d", 30002);
+    GAUGE("patroni_postgres_running", "Value is 1 if Postgres is running, 0 otherwise.", "%d",
+          running ? 1 : 0);
+    GAUGE("patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", "%d",
+          primary ? 1 : 0);
+    GAUGE("patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.", "%d",
+          running && !l->primary ? 1 : 0);
+    GAUGE("patroni_sync_standby", "Value is 1 if this node is a sync standby, 0 otherwise.",
+          "%d", L.api_sync_standby ? 1 : 0);
+    GAUGE("patroni_xlog_location", "Current location of the Postgres transaction log.",
+          "%" PRIu64, primary ? l->lsn : (uint64_t)0);
+    GAUGE("patroni_xlog_received_location", "Current location of the received WAL.",
+          "%" PRIu64, primary ? (uint64_t)0 : l->recv);
+    GAUGE("patroni_xlog_replayed_location", "Current location of the replayed WAL.",
+          "%" PRIu64, primary ? (uint64_t)0 : l->replay);
+    GAUGE("patroni_postgres_streaming", "Value is 1 if Postgres is streaming, 0 otherwise.",
+          "%d", l->streaming ? 1 : 0);
+    GAUGE("patroni_postgres_timeline", "Postgres timeline of this node.", "%u", l->tli);
+    GAUGE("patroni_dcs_last_seen", "UNIX timestamp of the last successful DCS read.", "%lld",
+          (long long)L.dcs_last_seen);
+    GAUGE("patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.",
+          "%d", l->pending_restart ? 1 : 0);
+    GAUGE("patroni_cluster_unlocked", "Value is 1 if the cluster is unlocked, 0 if locked.",
+          "%d", L.api_unlocked ? 1 : 0);
+    GAUGE("pg_agent_lease_remaining_seconds",
+          "Seconds before this primary fences itself without a renewal (0: not leading).",
+          "%.3f", left);
+    fprintf(f, "# HELP pg_agent_fencing_events_total Times the fencing deadline stopped "
+               "PostgreSQL.\n# TYPE pg_agent_fencing_events_total counter\n"
+               "pg_agent_fencing_events_total%s %d\n", labels, atomic_load(&fence_count));
+    fprintf(f, "# HELP pg_agent_promotions_total Times this member was promoted.\n"
+               "# TYPE pg_agent_promotions_total counter\npg_agent_promotions_total%s %d\n",
+            labels, L.failovers);
+#undef GAUGE
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Writes are authenticated by a client certificate of the internal CA (the peers and the
+ * agent itself); HTTP Basic is not offered. */
+static bool api_auth(void *data, const char *user, const char *password)
+{
+    (void)data, (void)user, (void)password;
+    return false;
+}
+
+static int api_switchover(void *data, const struct restapi_switchover *req, char **text)
+{
+    (void)data;
+    struct dcs_view v;
+    char *err = NULL;
+    if (!L.etcd || dcs_read(&v, &err) < 0) {
+        free(err);
+        *text = strdup("Switchover status unknown");
+        return 503;
+    }
+    int status = 0;
+    const struct member_info *cand = req->candidate[0] ? member_find(&v, req->candidate) : NULL;
+    if (!req->failover && (!v.leader_present || strcmp(req->leader, v.leader) != 0)) {
+        status = 412;
+        *text = strdup("leader name does not match");
+    } else if (req->candidate[0] && !cand) {
+        status = 412;
+        *text = strdup("candidate does not exists");
+    } else if (cand && v.n_sync && !in_sync(&v, cand->name)) {
+        status = 412;
+        *text = strdup("candidate name does not match with sync_standby");
+    } else if (v.n < 2) {
+        status = 412;
+        *text = strdup("switchover is not possible: cluster does not have members except "
+                       "leader");
+    } else if (L.ticket_pending) {
+        status = 503;
+        *text = strdup("Switchover status unknown");
+    }
+    if (status) {
+        dcs_view_clear(&v);
+        return status;
+    }
+    json_t *j = json_pack("{s:s,s:s}", "leader", v.leader, "member", req->candidate);
+    char *body = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (body)
+        put_plain("failover", body);
+    free(body);
+    log_info("REST API: switchover from %s to %s requested by %s", v.leader,
+             req->candidate[0] ? req->candidate : "the best candidate", req->who);
+    L.ticket_pending = true;
+    L.ticket = req->ticket;
+    snprintf(L.ticket_from, sizeof L.ticket_from, "%s", v.leader);
+    snprintf(L.ticket_to, sizeof L.ticket_to, "%s", req->candidate);
+    dcs_view_clear(&v);
+    wake();
+    return 0;
+}
+
+static const struct restapi_ops api_ops = {
+    .patroni = api_patroni, .cluster = api_cluster, .history = api_history,
+    .config = api_config, .metrics = api_metrics, .auth_check = api_auth,
+    .switchover = api_switchover,
+};
+
+static void api_ensure(void)
+{
+    if (L.api || !L.p.address[0] || !pki_ready())
+        return;
+    struct restapi_config cfg = {.bind_addr = strchr(L.p.address, ':') ? "::" : "0.0.0.0",
+                                 .port = HA_API_PORT, .cert_file = pki_agent.cert,
+                                 .key_file = pki_agent.key, .ca_file = pki_agent.ca};
+    char *err = NULL;
+    if (restapi_start(L.ev, &cfg, &api_ops, &L.api, &err) < 0)
+        log_warning("REST API on port %d: %s", HA_API_PORT, ERRMSG(err));
+    else
+        log_info("REST API listening on port %d (TLS)", HA_API_PORT);
+    free(err);
+}
+
+/* After each cycle: what the API serves, and a pending switchover answered. */
+static void api_update(const struct local_pg *l, const struct dcs_view *v)
+{
+    L.api_local = *l;
+    L.last_cycle = now_us();
+    if (!v->ok)
+        return;
+    L.dcs_last_seen = time(NULL);
+    L.api_optime = v->optime;
+    L.api_sync_standby = in_sync(v, L.p.name);
+    L.api_unlocked = !v->leader_present;
+    json_t *members = json_array();
+    const struct member_info *lm = v->leader_valid ? member_find(v, v->leader) : NULL;
+    uint64_t top = lm ? lm->lsn : v->optime;
+    for (size_t i = 0; i < v->n; i++) {
+        const struct member_info *m = &v->members[i];
+        bool leader = v->leader_valid && strcmp(m->name, v->leader) == 0;
+        char api_url[160];
+        bool v6 = strchr(m->host, ':') != NULL;
+        snprintf(api_url, sizeof api_url, v6 ? "https://[%s]:%d/patroni" : "https://%s:%d/patroni",
+                 m->host, HA_API_PORT);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:i,s:o}", "name", m->name, "role",
+                              leader ? "leader" : in_sync(v, m->name) ? "sync_standby" : "replica",
+                              "state", !leader && m->streaming ? "streaming" : m->state,
+                              "api_url", api_url, "host", m->host, "port", PG_PORT, "timeline",
+                              (int)m->tli, "tags", json_object());
+        if (o && !leader)
+            json_object_set_new(o, "lag", json_integer(top > m->lsn ? (json_int_t)(top - m->lsn)
+                                                                    : 0));
+        json_array_append_new(members, o);
+    }
+    json_decref(L.api_cluster);
+    L.api_cluster = members;
+    json_decref(L.api_history);
+    L.api_history = v->history ? json_loads(v->history, 0, NULL) : NULL;
+    if (L.ticket_pending && v->leader_present && strcmp(v->leader, L.ticket_from) != 0 &&
+        (!L.ticket_to[0] || strcmp(v->leader, L.ticket_to) == 0)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "Successfully switched over to \"%s\"", v->leader);
+        (void)restapi_complete(L.ticket, 200, msg);
+        L.ticket_pending = false;
+    }
+}
+
+/* The promotion gate's peer probe (ha.md 8 #8): a reachable member that answers it runs
+ * as primary holds this member back. Parallel, PROBE_TIMEOUT_MS in all. */
+static bool peer_primary_alive(const struct dcs_view *v)
+{
+    const char *urls[MAX_MEMBERS];
+    char buf[MAX_MEMBERS][160];
+    size_t n = 0;
+    for (size_t i = 0; i < v->n && n < MAX_MEMBERS; i++) {
+        if (strcmp(v->members[i].name, L.p.name) == 0)
+            continue;
+        bool v6 = strchr(v->members[i].host, ':') != NULL;
+        snprintf(buf[n], sizeof buf[n], v6 ? "https://[%s]:%d/patroni" : "https://%s:%d/patroni",
+                 v->members[i].host, HA_API_PORT);
+        urls[n] = buf[n];
+        n++;
+    }
+    if (n == 0)
+        return false;
+    struct peer_status res[MAX_MEMBERS];
+    struct peer_tls tls = {.ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
+                           .key_file = pki_agent.key};
+    char *err = NULL;
+    bool alive = false;
+    if (peer_probe_run(urls, n, &tls, PROBE_TIMEOUT_MS, res, &err) == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (res[i].reachable && res[i].valid && !res[i].in_recovery &&
+                res[i].role == PEER_ROLE_PRIMARY) {
+                log_warning("no leader key, but %s still runs as primary: not racing",
+                            res[i].name[0] ? res[i].name : urls[i]);
+                alive = true;
+            }
+    }
+    free(err);
+    return alive;
+}
+
 /* ---- the cycle -------------------------------------------------------------------------- */
 
 static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
@@ -1615,7 +1921,7 @@ static void cycle(void)
         break;
     }
     case HA_ACQUIRE:
-        if (!acquire())
+        if (peer_primary_alive(&v) || !acquire())
             break;
         /* fall through: promote at once */
         // fall through
@@ -1643,6 +1949,7 @@ static void cycle(void)
             log_info("promoting");
             if (local_exec("SELECT pg_promote(true, 60)") == 0) {
                 L.need_rewind = false;
+                L.failovers++;
                 /* history: the timeline we left and where */
                 json_t *h = v.history ? json_loads(v.history, 0, NULL) : json_array();
                 if (!json_is_array(h)) {
@@ -1729,6 +2036,8 @@ static void cycle(void)
         rolling_restart(&l, &v, lm);
     if (v.ok && L.lease)
         publish_member(&l, &v);
+    api_ensure();
+    api_update(&l, &v);
     snapshot_update(&l, &v, &d);
 
     /* the Juju leader's agent promotes etcd learners and restarts a dead local member */

@@ -117,6 +117,38 @@ def test_promote_to_primary_moves_the_primary(model):
     assert r.status == "failed"
 
 
+def test_rest_api_health_endpoints_over_tls(model):
+    st = model.status()
+    primary = primary_unit(model)
+    tls = ("--cacert /var/lib/pg-agent/tls/ca.pem --cert /var/lib/pg-agent/tls/cert.pem "
+           "--key /var/lib/pg-agent/tls/key.pem")
+    for name, u in units(st).items():
+        addr = u["public-address"]
+        codes = {}
+        for path in ("primary", "replica", "health", "replica?lag=1MB"):
+            r = model.exec(primary, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 "
+                                    f"--cacert /var/lib/pg-agent/tls/ca.pem "
+                                    f"'https://{addr}:8008/{path}'")
+            codes[path] = r.stdout.strip()
+        is_primary = name == primary
+        assert codes["primary"] == ("200" if is_primary else "503"), (name, codes)
+        assert codes["replica"] == ("503" if is_primary else "200"), (name, codes)
+        assert codes["health"] == "200", (name, codes)
+        r = model.exec(primary, f"curl -s --max-time 5 --cacert /var/lib/pg-agent/tls/ca.pem "
+                                f"https://{addr}:8008/metrics")
+        assert f"patroni_primary{{scope=\"{APP}\",name=\"{name.replace('/', '-')}\"}} " \
+               f"{1 if is_primary else 0}" in r.stdout, r.stdout
+    r = model.exec(primary, f"curl -s --max-time 5 {tls} https://127.0.0.1:8008/cluster")
+    cluster = json.loads(r.stdout)
+    assert sorted(m["name"] for m in cluster["members"]) == sorted(
+        u.replace("/", "-") for u in units(st))
+    # writes need a client certificate of the cluster's CA
+    r = model.exec(primary, "curl -s -o /dev/null -w '%{http_code}' --max-time 5 "
+                            "--cacert /var/lib/pg-agent/tls/ca.pem -X POST "
+                            "-d '{\"leader\":\"x\"}' https://127.0.0.1:8008/switchover")
+    assert r.stdout.strip() == "401", r.stdout
+
+
 def test_scale_up_to_five_and_down_to_two_keeps_every_row(model):
     model.juju("add-unit", APP, "-n", "2", timeout=120)
     model.wait(cluster_settled(5), error=any_error, timeout=600)
