@@ -197,11 +197,9 @@ static int manage_members(const struct hook_event *ev, const struct peers_view *
                          u->unit, ERRMSG(why));
                 log_warning("%s", st->message);
                 free(why);
-                rc = 0;
                 break;
             }
             log_info("added %s to etcd as a learner (%s)", u->unit, url);
-            learner = true;
             break;
         }
         etcd_members_clear(&m);

@@ -1716,6 +1716,20 @@ int etcd_status(struct etcd_client *c, int endpoint, struct etcd_status *out, ch
     return rc;
 }
 
+int etcd_move_leader(struct etcd_client *c, int endpoint, uint64_t target, char **err)
+{
+    json_t *root = NULL;
+    char id[24];
+    snprintf(id, sizeof id, "%" PRIu64, target);
+    json_t *body = json_pack("{s:s}", "targetID", id);
+    if (!body)
+        return errmsg_set(err, -ENOMEM, "out of memory");
+    int rc = request_at(c, "/maintenance/transfer-leadership", false, body, 0,
+                        endpoint < 0 ? -1 : endpoint, &root, err);
+    json_decref(root);
+    return rc;
+}
+
 /* ---- watch ---------------------------------------------------------------------------------- */
 
 struct etcd_watch {

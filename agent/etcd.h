@@ -214,6 +214,10 @@ int etcd_member_remove(struct etcd_client *c, uint64_t id, char **err);
  * answers (round robin). Used for health: leader, raft index, version. */
 int etcd_status(struct etcd_client *c, int endpoint, struct etcd_status *out, char **err);
 
+/* Hand the raft leadership to member target (/v3/maintenance/transfer-leadership); it must
+ * be sent to the current leader (endpoint: an index into cfg.endpoints, -1 any). */
+int etcd_move_leader(struct etcd_client *c, int endpoint, uint64_t target, char **err);
+
 /* ---- watch -------------------------------------------------------------------------- */
 
 /* A watch on a prefix, driven by the caller's event loop without threads or blocking: a

@@ -47,7 +47,7 @@
 #define START_TIMEOUT_MS 120000
 #define SWITCHOVER_WAIT_MS 5000 /* old primary waits this long for the candidate's WAL */
 #define FENCE_KILL_AFTER_MS 2000
-#define RETRY_BACKOFF_MS 5000u
+#define RETRY_BACKOFF_US 5000000ull /* after a failed clone or rewind */
 #define PROBE_TIMEOUT_MS 500  /* after a failed clone or rewind */
 
 /* ---- shared state --------------------------------------------------------------------- */
@@ -179,6 +179,7 @@ static struct {
     uint64_t retry_at;      /* no clone or rewind before this (us) */
     char last_ancestry[TL_REASON_MAX];
     bool lease_checked; /* looked for the previous agent's lease */
+    unsigned etcd_check;
     /* the REST API (runs on this thread's loop) and what it serves */
     struct restapi *api;
     struct local_pg api_local;   /* the last local reading */
@@ -1237,8 +1238,8 @@ static void finish_clone(const struct member_info *leader)
     snprintf(target, sizeof target, "%s.clone", L.p.pg.datadir);
     if (L.child_status != 0) {
         log_error("pg_basebackup failed (exit %d; see %s/pg-agent-basebackup.log): retrying "
-                  "in %d s", L.child_status, PG_LOG_DIR, RETRY_BACKOFF_MS / 1000);
-        L.retry_at = now_us() + RETRY_BACKOFF_MS * 1000u;
+                  "in %d s", L.child_status, PG_LOG_DIR, (int)(RETRY_BACKOFF_US / 1000000u));
+        L.retry_at = now_us() + RETRY_BACKOFF_US;
         return;
     }
     if (rename(target, L.p.pg.datadir) < 0) {
@@ -1334,7 +1335,7 @@ static void rejoin(const struct member_info *lm, const struct local_pg *l)
     case TL_RECLONE:
         set_problem("this member's data forked from %s's beyond what pg_rewind can repair: "
                     "remove this unit and add a new one", lm->name);
-        L.retry_at = now_us() + RETRY_BACKOFF_MS * 1000u;
+        L.retry_at = now_us() + RETRY_BACKOFF_US;
         break;
     case TL_WAIT:
     default:
@@ -1367,7 +1368,7 @@ static json_t *api_patroni(void *data, struct restapi_health *h)
     }
     if (running)
         json_object_set_new(j, "timeline", json_integer(l->tli));
-    json_object_set_new(j, "server_version", json_integer(L.p.pg.major * 10000));
+    json_object_set_new(j, "server_version", json_integer((json_int_t)L.p.pg.major * 10000));
     json_object_set_new(j, "dcs_last_seen", json_integer((json_int_t)L.dcs_last_seen));
     json_object_set_new(j, "tags", json_object());
     json_object_set_new(j, "database_system_identifier", json_string(l->sysid));
@@ -1631,6 +1632,34 @@ static bool peer_primary_alive(const struct dcs_view *v)
     return alive;
 }
 
+/* The primary's unit should not also lead etcd: a crash of both costs an etcd election
+ * plus a lease re-armed at full TTL on the new etcd leader (ha.md 5.4 #5, 15.1) before the
+ * leader key can expire. The primary hands the raft leadership to another voter. */
+static void keep_etcd_leadership_away(void)
+{
+    struct etcd_status st = {0};
+    if (!L.etcd || etcd_status(L.etcd, 0, &st, NULL) < 0 || !st.leader ||
+        st.leader != st.header.member_id)
+        return;
+    struct etcd_members m = {0};
+    if (etcd_member_list(L.etcd, &m, NULL) == 0) {
+        for (size_t i = 0; i < m.n; i++) {
+            if (m.members[i].id == st.header.member_id || m.members[i].is_learner ||
+                !m.members[i].name || !m.members[i].name[0])
+                continue;
+            char *err = NULL;
+            if (etcd_move_leader(L.etcd, 0, m.members[i].id, &err) == 0)
+                log_info("moved the etcd leadership to %s (away from the primary)",
+                         m.members[i].name);
+            else
+                log_warning("cannot move the etcd leadership: %s", ERRMSG(err));
+            free(err);
+            break;
+        }
+    }
+    etcd_members_clear(&m);
+}
+
 /* ---- the cycle -------------------------------------------------------------------------- */
 
 static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
@@ -1821,7 +1850,7 @@ static void cycle(void)
                       "stays stopped; re-clone it by removing and adding the unit",
                       L.child_status, PG_LOG_DIR);
             set_problem("pg_rewind failed: this replica needs an operator");
-            L.retry_at = now_us() + RETRY_BACKOFF_MS * 1000u;
+            L.retry_at = now_us() + RETRY_BACKOFF_US;
         }
         local_read(&l);
     }
@@ -1960,7 +1989,8 @@ static void cycle(void)
                 time_t t = time(NULL);
                 struct tm tm;
                 gmtime_r(&t, &tm);
-                strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+                if (strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S+00:00", &tm) == 0)
+                    ts[0] = '\0';
                 json_array_append_new(h, json_pack("[I,I,s,s,s]", (json_int_t)l.tli,
                                                    (json_int_t)l.lsn, "no recovery target "
                                                    "specified", ts, L.p.name));
@@ -2016,10 +2046,8 @@ static void cycle(void)
     case HA_DEMOTE_OFFLINE:
         demote(false, false);
         break;
-    case HA_DEMOTE_IMMEDIATE:
-        demote(true, false);
-        break;
-    case HA_DEMOTE_NOLOCK:
+    case HA_DEMOTE_IMMEDIATE: /* another member leads: stop now, follow it next cycle */
+    case HA_DEMOTE_NOLOCK:    /* the lock is lost: stop now, keep nothing */
         demote(true, false);
         break;
     case HA_SWITCHOVER:
@@ -2049,6 +2077,8 @@ static void cycle(void)
     }
     if (now >= L.supervise_at) {
         L.supervise_at = now + 1000000u;
+        if (L.holding && ++L.etcd_check % 5 == 0)
+            keep_etcd_leadership_away();
         if (cluster_supervise(L.etcd, L.p.juju_leader) > 0)
             raise_event("an etcd learner was promoted");
     }
@@ -2163,7 +2193,7 @@ static void *fence_main(void *arg)
     (void)arg;
     (void)pthread_setname_np(pthread_self(), "pg-agent-fence");
     for (;;) {
-        struct timespec ts = {0, 20 * 1000 * 1000};
+        struct timespec ts = {0, 20L * 1000 * 1000};
         clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
         if (!atomic_load(&fence_armed) || now_us() < atomic_load(&fence_deadline_us))
             continue;
