@@ -118,6 +118,7 @@ struct dcs_view {
     char sync[MAX_MEMBERS][NAME_MAX_];
     size_t n_sync;
     bool have_failover;
+    bool bad_failover; /* a failover key that is not a valid request */
     int64_t failover_rev;
     char fo_leader[NAME_MAX_];
     char fo_candidate[NAME_MAX_];
@@ -459,11 +460,21 @@ static void parse_failover(struct dcs_view *v, const char *value, size_t len, in
     const char *cand = json_string_value(json_object_get(j, "member"));
     if (!cand)
         cand = json_string_value(json_object_get(j, "candidate"));
-    v->have_failover = true;
     v->failover_rev = rev;
-    if (leader && name_ok(leader))
+    /* Only a well-formed request counts: an object whose names are member names (an empty
+     * candidate means "the best one"); anything else is refused and removed by the leader. */
+    bool ok = json_is_object(j) && (!leader || name_ok(leader)) &&
+              (!cand || !*cand || name_ok(cand));
+    if (!ok) {
+        log_warning("DCS failover key is not a valid request: ignored");
+        v->bad_failover = true;
+        json_decref(j);
+        return;
+    }
+    v->have_failover = true;
+    if (leader)
         snprintf(v->fo_leader, sizeof v->fo_leader, "%s", leader);
-    if (cand && name_ok(cand))
+    if (cand)
         snprintf(v->fo_candidate, sizeof v->fo_candidate, "%s", cand);
     json_decref(j);
 }
@@ -536,6 +547,13 @@ static int dcs_read_with(struct etcd_client *c, const char *prefix, struct dcs_v
         }
     }
     etcd_range_clear(&r);
+    if (v->have_failover && v->fo_leader[0] && v->leader_valid &&
+        strcmp(v->fo_leader, v->leader) != 0) {
+        log_warning("DCS failover request names %s as leader, not %s: ignored", v->fo_leader,
+                    v->leader);
+        v->have_failover = false;
+        v->bad_failover = true;
+    }
     return 0;
 }
 
@@ -2015,7 +2033,7 @@ static void cycle(void)
         manage_slots(&v);
         if (sync_wanted_count() > 0 || v.have_sync)
             manage_sync(&v);
-        if (v.have_failover && strcmp(v.fo_candidate, L.p.name) == 0) {
+        if ((v.have_failover && strcmp(v.fo_candidate, L.p.name) == 0) || v.bad_failover) {
             char key[256];
             key_of(key, sizeof key, "failover");
             (void)etcd_delete(L.etcd, key, NULL, &err);

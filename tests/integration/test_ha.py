@@ -4,6 +4,7 @@ replica; promote-to-primary moves the primary; Debian's patronictl reads the sam
 as cluster-status; scaling 3 -> 5 -> 2 keeps every row, the primary's own unit included."""
 
 import json
+import time
 
 from conftest import REPO, all_agents_idle, any_error
 
@@ -149,6 +150,46 @@ def test_rest_api_health_endpoints_over_tls(model):
     assert r.stdout.strip() == "401", r.stdout
 
 
+ETCDCTL = ("ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
+           "--cacert=/var/lib/pg-agent/tls/ca.pem --cert=/var/lib/pg-agent/tls/cert.pem "
+           "--key=/var/lib/pg-agent/tls/key.pem")
+
+
+def test_garbage_in_the_dcs_is_refused_and_the_cluster_keeps_serving(model):
+    primary = primary_unit(model)
+    replica = next(u for u in units(model.status()) if u != primary)
+    before = sql(model, primary, "SELECT count(*) FROM ha_rows")
+    garbage = {
+        f"/db/{APP}/members/intruder": "not json at all",
+        f"/db/{APP}/members/Bad_Name!": '{"conn_url":"postgres://10.0.0.1:5432/postgres"}',
+        f"/db/{APP}/members/faker": '{"conn_url":"postgres://not-an-ip:5432/x","role":"primary"}',
+        f"/db/{APP}/history": "[[",
+        f"/db/{APP}/status": '{"optime":"lots"}',
+        f"/db/{APP}/failover": "{",
+    }
+    for key, value in garbage.items():
+        r = model.exec(replica, f"{ETCDCTL} put '{key}' '{value}'")
+        assert r.rc == 0, r.stderr
+    try:
+        # the agents keep running and the primary stays where it was, writable
+        time.sleep(5)
+        assert primary_unit(model) == primary
+        sql(model, primary, "INSERT INTO ha_rows VALUES (1000)")
+        for unit in units(model.status()):
+            wait_rows(model, unit, "ha_rows", int(before) + 1, timeout=15)
+        model.wait(cluster_settled(3), error=any_error, timeout=60)
+        # and say what they refused
+        log = model.exec(replica, "cat /var/log/pg-agent/agent.log").stdout
+        assert "DCS member intruder: not a member record we can use: ignored" in log
+        assert "DCS member faker: not a member record we can use: ignored" in log
+        assert "DCS history key is not a JSON list: ignored" in log
+        assert "DCS failover key is not a valid request: ignored" in log
+    finally:
+        for key in garbage:
+            model.exec(replica, f"{ETCDCTL} del '{key}'")
+        sql(model, primary, "DELETE FROM ha_rows WHERE id = 1000")
+
+
 def test_scale_up_to_five_and_down_to_two_keeps_every_row(model):
     model.juju("add-unit", APP, "-n", "2", timeout=120)
     model.wait(cluster_settled(5), error=any_error, timeout=600)
@@ -171,9 +212,6 @@ def test_scale_up_to_five_and_down_to_two_keeps_every_row(model):
     members, _ = cluster_status(model, new_primary)
     assert sorted(m["name"] for m in members) == sorted(
         u.replace("/", "-") for u in units(model.status()))
-    r = model.exec(new_primary, "ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 "
-                                "--cacert=/var/lib/pg-agent/tls/ca.pem "
-                                "--cert=/var/lib/pg-agent/tls/cert.pem "
-                                "--key=/var/lib/pg-agent/tls/key.pem member list")
+    r = model.exec(new_primary, f"{ETCDCTL} member list")
     assert r.rc == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 2, r.stdout
