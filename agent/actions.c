@@ -317,6 +317,15 @@ static int promote_to_primary(const struct hook_event *ev)
     return code;
 }
 
+static int force_promote(const struct hook_event *ev)
+{
+    char *msg = NULL;
+    int rc = ha_force_promote(&msg);
+    int code = rc == 0 ? set_result(ev, "result", ERRMSG(msg)) : fail(ev, "%s", ERRMSG(msg));
+    free(msg);
+    return code;
+}
+
 int actions_run(const struct hook_event *ev)
 {
     if (strcmp(ev->name, "get-password") == 0)
@@ -329,5 +338,7 @@ int actions_run(const struct hook_event *ev)
         return cluster_status(ev);
     if (strcmp(ev->name, "promote-to-primary") == 0)
         return promote_to_primary(ev);
+    if (strcmp(ev->name, "force-promote") == 0)
+        return force_promote(ev);
     return fail(ev, "unknown action %.64s", ev->name);
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLIENT_TIMEOUT_MS 3000
@@ -28,6 +29,7 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     bool known; /* argv below is what the local member should run with */
+    bool forcing; /* force-promote restarts it: the supervisor keeps off */
     struct etcd_argv argv;
     char data_dir[PATH_MAX];
 } local;
@@ -80,7 +82,7 @@ static int start_local(char **err)
         argv.argv[i] = argv.store + (argv.argv[i] - local.argv.store);
     ensure_data_base();
     pid_t pid = etcd_start(&argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
-    return pid < 0 ? (int)pid : 0;
+    return pid < 0 ? (int)pid : 1;
 }
 
 static bool local_healthy(int wait_ms)
@@ -89,9 +91,13 @@ static bool local_healthy(int wait_ms)
     if (cluster_client(1000, &c, NULL) < 0)
         return false;
     bool ok = false;
-    for (int waited = 0; !ok; waited += 250) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
         struct etcd_status s = {0};
         ok = etcd_status(c, 0, &s, NULL) == 0;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long waited = (t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L;
         if (ok || waited >= wait_ms || etcd_running(CLUSTER_PID_FILE) <= 0)
             break;
         proc_sleep_ms(250);
@@ -281,13 +287,20 @@ int cluster_converge(const struct hook_event *ev, const struct peers_view *pv_in
     }
     if (configure_local(&pv, err) < 0)
         return -1;
-    if (start_local(err) < 0)
+    int started = start_local(err);
+    if (started < 0)
         return -1;
-    st->running = local_healthy(START_WAIT_MS);
+    /* A member without quorum answers nothing useful, but the HA loop must still run to
+     * say so (blocked, force-promote): a live process is enough to go on. A member that
+     * was already running gets a short look only. */
+    bool healthy = local_healthy(started > 0 ? START_WAIT_MS : 2000);
+    st->running = healthy || etcd_running(CLUSTER_PID_FILE) > 0;
     if (!st->running) {
         snprintf(st->message, sizeof st->message, "waiting for the local etcd member to start");
         return 0;
     }
+    if (!healthy)
+        return 0;
     if (leader && manage_members(ev, &pv, st, err) < 0)
         return -1;
     return 0;
@@ -330,13 +343,91 @@ void cluster_leave(const struct peers_view *pv)
         log_info("stopped the local etcd member and wiped its data");
 }
 
-int cluster_supervise(struct etcd_client *c, bool promote_learners)
+/* The tail of etcd's log says it was removed from the cluster. */
+static bool log_says_removed(void)
+{
+    FILE *f = fopen(CLUSTER_LOG_FILE, "re");
+    if (!f)
+        return false;
+    char buf[8192];
+    bool removed = false;
+    if (fseek(f, -(long)sizeof buf + 1, SEEK_END) < 0)
+        rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    removed = strstr(buf, "has been permanently removed from the cluster") != NULL;
+    (void)fclose(f);
+    return removed;
+}
+
+static int force_restart(const struct etcd_argv *argv, char **err);
+
+int cluster_force_new(char **err)
 {
     pthread_mutex_lock(&lock);
+    struct etcd_argv argv = local.argv;
     bool known = local.known;
     pthread_mutex_unlock(&lock);
     if (!known)
+        return errmsg_set(err, -EINVAL, "the local etcd member is not configured");
+    size_t i = 0;
+    for (; i < ETCD_ARGV_MAX && argv.argv[i]; i++)
+        argv.argv[i] = argv.store + (argv.argv[i] - local.argv.store);
+    if (i + 1 >= ETCD_ARGV_MAX)
+        return errmsg_set(err, -ENOSPC, "the etcd command line is full");
+    argv.argv[i] = "--force-new-cluster";
+    argv.argv[i + 1] = NULL;
+    pthread_mutex_lock(&lock);
+    local.forcing = true;
+    pthread_mutex_unlock(&lock);
+    int rc = force_restart(&argv, err);
+    pthread_mutex_lock(&lock);
+    local.forcing = false;
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+static int force_restart(const struct etcd_argv *argv, char **err)
+{
+    pid_t pid = etcd_running(CLUSTER_PID_FILE);
+    if (pid > 0) {
+        (void)kill(pid, SIGTERM);
+        for (int w = 0; w < 100 && etcd_running(CLUSTER_PID_FILE) > 0; w++)
+            proc_sleep_ms(100);
+        if (etcd_running(CLUSTER_PID_FILE) > 0)
+            (void)kill(pid, SIGKILL);
+    }
+    log_warning("force-promote: restarting etcd with --force-new-cluster (this member alone)");
+    pid = etcd_start(argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
+    if (pid < 0)
+        return (int)pid;
+    if (!local_healthy(START_WAIT_MS))
+        return errmsg_set(err, -ETIMEDOUT, "etcd did not come back as a new one-member cluster");
+    return 0;
+}
+
+int cluster_supervise(struct etcd_client *c, bool promote_learners)
+{
+    pthread_mutex_lock(&lock);
+    bool known = local.known && !local.forcing;
+    pthread_mutex_unlock(&lock);
+    if (!known)
         return 0;
+    if (etcd_running(CLUSTER_PID_FILE) <= 0 && log_says_removed()) {
+        /* ha.md 5.4 #11: removed from the cluster (e.g. a force-promote elsewhere): its data
+         * can never be used again; wipe it, the leader adds this unit back as a learner. */
+        char dir[PATH_MAX];
+        pthread_mutex_lock(&lock);
+        snprintf(dir, sizeof dir, "%s", local.data_dir);
+        local.known = false;
+        pthread_mutex_unlock(&lock);
+        log_warning("this etcd member was removed from the cluster: wiping %s to join again", dir);
+        if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+            log_warning("cannot wipe %s: %s", dir, strerror(errno));
+        if (truncate(CLUSTER_LOG_FILE, 0) < 0)
+            log_warning("cannot truncate %s: %s", CLUSTER_LOG_FILE, strerror(errno));
+        return 0;
+    }
     if (etcd_running(CLUSTER_PID_FILE) <= 0) {
         char *err = NULL;
         log_warning("the local etcd member is not running: starting it");

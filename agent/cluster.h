@@ -44,6 +44,11 @@ void cluster_leave(const struct peers_view *pv);
  * the next unit), else 0. */
 int cluster_supervise(struct etcd_client *c, bool promote_learners);
 
+/* force-promote: restart the local member once with --force-new-cluster (it keeps its
+ * data and becomes a one-member cluster; ha.md 6.4). The other members, once back, find
+ * they were removed, wipe their data and are added again as learners. */
+int cluster_force_new(char **err);
+
 /* A client for the local member (the loopback endpoint, the agent's certificate). */
 int cluster_client(int timeout_ms, struct etcd_client **out, char **err);
 

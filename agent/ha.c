@@ -181,6 +181,7 @@ static struct {
     char last_ancestry[TL_REASON_MAX];
     bool lease_checked; /* looked for the previous agent's lease */
     unsigned etcd_check;
+    uint64_t no_quorum_since; /* us; 0 while etcd has a leader */
     /* the REST API (runs on this thread's loop) and what it serves */
     struct restapi *api;
     struct local_pg api_local;   /* the last local reading */
@@ -225,6 +226,7 @@ static void slot_of(const char *member, char *buf, size_t size)
 }
 
 static void set_problem(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static bool problem_blocked;
 static void set_problem(const char *fmt, ...)
 {
     char buf[256] = "";
@@ -236,6 +238,7 @@ static void set_problem(const char *fmt, ...)
     }
     pthread_mutex_lock(&mu);
     snprintf(shared.snap.problem, sizeof shared.snap.problem, "%s", buf);
+    shared.snap.blocked = problem_blocked && buf[0];
     pthread_mutex_unlock(&mu);
 }
 
@@ -1827,6 +1830,37 @@ static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
     local_read(l);
 }
 
+/* The DCS cannot be read: is it etcd's quorum that is gone? Then only an operator can
+ * help (ha.md 6.4): blocked, naming the action. */
+static void check_quorum(const char *why)
+{
+    struct etcd_status st = {0};
+    bool leaderless = L.etcd && etcd_status(L.etcd, 0, &st, NULL) == 0 && st.leader == 0;
+    if (!leaderless) {
+        L.no_quorum_since = 0;
+        problem_blocked = false;
+        set_problem("etcd: %s", ERRMSG(why));
+        return;
+    }
+    uint64_t now = now_us();
+    if (!L.no_quorum_since)
+        L.no_quorum_since = now;
+    if (now - L.no_quorum_since > 2u * (uint64_t)L.p.ttl_s * 1000000u) {
+        if (!problem_blocked) {
+            log_error("etcd lost its quorum: this unit waits for an operator "
+                      "(force-promote on the survivor with the most recent data)");
+            problem_blocked = true;
+            raise_event("etcd lost its quorum"); /* the status says so */
+        }
+        set_problem("etcd lost its quorum (no leader for %d s): if the other units are gone for "
+                    "good, run `juju run %s force-promote` on the unit with the most recent data",
+                    (int)((now - L.no_quorum_since) / 1000000u), L.p.unit);
+    } else {
+        problem_blocked = false;
+        set_problem("etcd has no leader: waiting for an election");
+    }
+}
+
 static void cycle(void)
 {
     char *err = NULL;
@@ -1842,11 +1876,12 @@ static void cycle(void)
     struct local_pg l;
     local_read(&l);
     if (ensure_lease(&err) < 0 || dcs_read(&v, &err) < 0) {
-        set_problem("etcd: %s", ERRMSG(err));
+        check_quorum(err);
         free(err);
         err = NULL;
         v = (struct dcs_view){0};
     } else {
+        L.no_quorum_since = 0;
         set_problem(NULL);
     }
     if (v.ok && !L.watch)
@@ -2256,8 +2291,82 @@ static void *ha_main(void *arg)
 
 /* ---- public -------------------------------------------------------------------------------- */
 
+/* The parameters survive an agent restart or upgrade (re-exec) in /run (root 0600): the
+ * new agent resumes the loop at once, adopts the lease and keeps the primary, instead of
+ * waiting for the next hook. Configuration text only: no secret is in there. */
+#define PARAMS_FILE "/run/pg-agent/ha-params"
+#define PARAMS_MAGIC 0x70676861u /* "pgha" */
+
+struct params_header {
+    uint32_t magic;
+    uint32_t size; /* sizeof(struct ha_params): a changed layout is not read */
+    uint32_t conf_len[3];
+};
+
+static void params_save(const struct ha_params *p)
+{
+    struct ha_params copy = *p;
+    struct params_header h = {.magic = PARAMS_MAGIC, .size = (uint32_t)sizeof copy};
+    for (int i = 0; i < 3; i++) {
+        copy.conf[i] = NULL;
+        h.conf_len[i] = p->conf[i] ? (uint32_t)strlen(p->conf[i]) : 0;
+    }
+    char tmp[] = PARAMS_FILE ".new";
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    bool ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h &&
+              write(fd, &copy, sizeof copy) == (ssize_t)sizeof copy;
+    for (int i = 0; ok && i < 3; i++)
+        ok = !h.conf_len[i] || write(fd, p->conf[i], h.conf_len[i]) == (ssize_t)h.conf_len[i];
+    close(fd);
+    if (!ok || rename(tmp, PARAMS_FILE) < 0)
+        (void)unlink(tmp);
+}
+
+int ha_resume(void)
+{
+    int fd = open(PARAMS_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    struct params_header h;
+    struct ha_params p;
+    char *conf[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    if (read(fd, &h, sizeof h) != (ssize_t)sizeof h || h.magic != PARAMS_MAGIC ||
+        h.size != sizeof p || read(fd, &p, sizeof p) != (ssize_t)sizeof p)
+        goto out;
+    for (int i = 0; i < 3; i++) {
+        if (h.conf_len[i] > (1u << 20))
+            goto out;
+        conf[i] = calloc(1, (size_t)h.conf_len[i] + 1);
+        if (!conf[i] || (h.conf_len[i] &&
+                         read(fd, conf[i], h.conf_len[i]) != (ssize_t)h.conf_len[i]))
+            goto out;
+        p.conf[i] = conf[i];
+    }
+    p.name[sizeof p.name - 1] = p.scope[sizeof p.scope - 1] = '\0';
+    p.unit[sizeof p.unit - 1] = p.address[sizeof p.address - 1] = '\0';
+    p.charm_dir[sizeof p.charm_dir - 1] = '\0';
+    if (!etcd_name_valid(p.name) || !etcd_name_valid(p.scope) || p.ttl_s < 3 ||
+        p.renew_ms < 100 || p.n_peer_addrs < 0 || p.n_peer_addrs > PEERS_MAX)
+        goto out;
+    char *err = NULL;
+    if (ha_configure(&p, &err) == 0) {
+        log_info("HA loop resumed from the previous agent's parameters");
+        rc = 1;
+    }
+    free(err);
+out:
+    close(fd);
+    for (int i = 0; i < 3; i++)
+        free(conf[i]);
+    return rc;
+}
+
 int ha_configure(const struct ha_params *p, char **err)
 {
+    params_save(p);
     pthread_mutex_lock(&mu);
     shared.p = *p;
     for (int i = 0; i < 3; i++) {
@@ -2408,6 +2517,63 @@ int ha_cluster_json(json_t **out, char **err)
     dcs_view_clear(&v);
     etcd_client_free(c);
     *out = arr;
+    return 0;
+}
+
+int ha_force_promote(char **msg)
+{
+    struct etcd_client *c = NULL;
+    char *err = NULL;
+    int rc = cluster_client(2000, &c, &err);
+    if (rc == 0) {
+        struct etcd_status st = {0};
+        if (etcd_status(c, 0, &st, NULL) == 0 && st.leader != 0) {
+            etcd_client_free(c);
+            free(err);
+            return errmsg_set(msg, -EINVAL, "etcd has a quorum: use promote-to-primary for a "
+                                            "switchover instead");
+        }
+    }
+    etcd_client_free(c);
+    c = NULL;
+    free(err);
+    err = NULL;
+    pthread_mutex_lock(&mu);
+    char scope[64], name[64];
+    snprintf(scope, sizeof scope, "%s", shared.p.scope);
+    snprintf(name, sizeof name, "%s", shared.p.name);
+    pthread_mutex_unlock(&mu);
+    if (!scope[0])
+        return errmsg_set(msg, -ENOENT, "the HA loop is not configured on this unit");
+    if (cluster_force_new(&err) < 0 || cluster_client(2000, &c, &err) < 0) {
+        rc = errmsg_set(msg, -EIO, "cannot rebuild etcd from this unit: %s", ERRMSG(err));
+        free(err);
+        return rc;
+    }
+    /* This member alone may promote: the sync key names it, the last optime is forgotten
+     * (the lag gate would measure against data that is gone). */
+    char key[256], value[160];
+    snprintf(value, sizeof value, "{\"leader\":\"%s\",\"sync_standby\":\"\"}", name);
+    snprintf(key, sizeof key, HA_NAMESPACE "%s/sync", scope);
+    rc = etcd_put(c, key, value, strlen(value), 0, NULL, &err);
+    snprintf(key, sizeof key, HA_NAMESPACE "%s/status", scope);
+    if (rc == 0)
+        rc = etcd_delete(c, key, NULL, &err);
+    etcd_client_free(c);
+    if (rc < 0) {
+        rc = errmsg_set(msg, -EIO, "etcd was rebuilt but the DCS keys could not be reset: %s",
+                        ERRMSG(err));
+        free(err);
+        return rc;
+    }
+    free(err);
+    problem_blocked = false;
+    ha_poke_later(1000); /* a hook: the leader republishes the etcd member list */
+    wake();
+    log_warning("force-promote: etcd rebuilt from this unit; it takes the leader key once the "
+                "old one expires; the other units rejoin etcd as learners when they return");
+    errmsg_format(msg, "etcd rebuilt from %s; it becomes the primary within %d s", name,
+                  2 * shared.p.ttl_s + 2);
     return 0;
 }
 

@@ -58,6 +58,7 @@ struct ha_snapshot {
     char action[32];     /* the last decision's action and reason */
     char reason[256];
     char problem[256];   /* why the loop cannot do its job (blocked/waiting), "" when fine */
+    bool blocked;        /* problem needs an operator (e.g. etcd lost its quorum) */
     uint64_t generation; /* bumps whenever role or leader changes */
 };
 
@@ -65,6 +66,11 @@ struct ha_snapshot {
 int ha_configure(const struct ha_params *p, char **err);
 
 void ha_snapshot_get(struct ha_snapshot *out);
+
+/* At agent start: resume the loop with the parameters the previous agent (restart or
+ * upgrade re-exec) saved, so that no lease lapses while waiting for a hook. Returns 1
+ * when resumed, 0 when there was nothing (usable) to resume. */
+int ha_resume(void);
 
 /* Raise an event (juju-exec) in about ms milliseconds: the hook thread's way to retry
  * something that needs a hook context later (an etcd membership change etcd refused). */
@@ -75,6 +81,12 @@ void ha_poke_later(int ms);
  * text) when the request is refused; -ETIMEDOUT. Runs on the caller's thread with its own
  * DCS client. */
 int ha_switchover(const char *candidate, int timeout_ms, char **msg);
+
+/* force-promote (ha.md 6.4): only when etcd has no quorum. Rebuilds the DCS from this
+ * unit (etcd --force-new-cluster), makes this member the only one allowed to promote
+ * (the sync key names it, the optime is forgotten) and lets it take the leader key once
+ * the old one expired. Returns 0 with *msg, or a negative errno with *msg. */
+int ha_force_promote(char **msg);
 
 /* The unit is going away: hand the primary over (when it is this unit), stop the loop and
  * PostgreSQL, release the lease. Blocks up to timeout_ms. */

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "daemon.h"
 #include "errmsg.h"
+#include "ha.h"
 #include "handler.h"
 #include "hooktool.h"
 #include "listener.h"
@@ -363,6 +364,7 @@ static int run(const char *socket_path, int report_fd)
                           on_supervise, NULL) < 0)
         log_warning("cannot set up the supervision timer");
 
+    (void)ha_resume();
     log_info("pg-agent %s listening on %s%s", PG_AGENT_VERSION,
              lst.from_systemd ? "the socket passed by systemd" : lst.path,
              rc > 0 ? " (watchdog on)" : "");

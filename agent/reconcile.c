@@ -460,7 +460,7 @@ static void ha_status(struct unit_status *st, bool restart_pending)
                        : snap.role == HA_ROLE_REPLICA      ? "Replica"
                                                            : NULL;
     if (snap.problem[0])
-        want(st, "waiting", "%s", snap.problem);
+        want(st, snap.blocked ? "blocked" : "waiting", "%s", snap.problem);
     else if (!role)
         want(st, "waiting", "%s", snap.reason[0] ? snap.reason : "waiting for the HA loop");
     else if (snap.role != HA_ROLE_PRIMARY && !snap.streaming)
