@@ -239,6 +239,68 @@ out:
     return rc < 0 ? -1 : 0;
 }
 
+static bool log_says_removed(void);
+static void wipe_removed(const char *dir);
+
+/* Join through any reachable peer: add this unit as a learner when it is not a member, and
+ * take the current member list as the initial cluster (pv->cluster is replaced). */
+static int self_join(struct peers_view *pv)
+{
+    char urls[PEERS_MAX][80];
+    struct etcd_config cfg = {.ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
+                              .key_file = pki_agent.key, .timeout_ms = CLIENT_TIMEOUT_MS};
+    for (size_t i = 0; i < pv->n && cfg.n_endpoints < ETCD_MAX_ENDPOINTS; i++) {
+        if (!pv->units[i].address[0])
+            continue;
+        bool v6 = strchr(pv->units[i].address, ':') != NULL;
+        snprintf(urls[cfg.n_endpoints], sizeof urls[0], v6 ? "https://[%s]:%d" : "https://%s:%d",
+                 pv->units[i].address, ETCD_CLIENT_PORT);
+        cfg.endpoints[cfg.n_endpoints] = urls[cfg.n_endpoints];
+        cfg.n_endpoints++;
+    }
+    struct etcd_client *c = NULL;
+    char *err = NULL;
+    if (cfg.n_endpoints == 0 || etcd_client_new(&cfg, &c, &err) < 0) {
+        free(err);
+        return -1;
+    }
+    char mine[ETCD_URL_MAX];
+    cluster_peer_url(pv->my_address, mine, sizeof mine);
+    struct etcd_members m = {0};
+    int rc = etcd_member_list(c, &m, &err);
+    bool present = false;
+    for (size_t i = 0; rc == 0 && i < m.n; i++)
+        present = present || (m.members[i].n_peer_urls &&
+                               strcmp(m.members[i].peer_urls[0], mine) == 0);
+    if (rc == 0 && !present) {
+        const char *u[] = {mine};
+        uint64_t id = 0;
+        etcd_members_clear(&m);
+        rc = etcd_member_add(c, u, 1, true, &id, &m, &err);
+        if (rc == 0)
+            log_info("joined the etcd cluster again as a learner (%s)", mine);
+    }
+    if (rc < 0) {
+        log_warning("cannot join the etcd cluster through a peer: %s", ERRMSG(err));
+    } else {
+        struct etcd_cluster list = {0};
+        for (size_t i = 0; i < m.n && list.n < ETCD_MAX_MEMBERS; i++) {
+            const char *url = m.members[i].n_peer_urls ? m.members[i].peer_urls[0] : "";
+            const char *name = member_for_url(pv, url);
+            if (!name)
+                continue;
+            snprintf(list.members[list.n].name, sizeof list.members[0].name, "%s", name);
+            snprintf(list.members[list.n].peer_url, sizeof list.members[0].peer_url, "%s", url);
+            list.n++;
+        }
+        pv->cluster = list;
+    }
+    etcd_members_clear(&m);
+    etcd_client_free(c);
+    free(err);
+    return rc < 0 ? -1 : 0;
+}
+
 /* The leader's first pass: a one-member cluster of itself. */
 static int bootstrap(const struct hook_event *ev, struct peers_view *pv, char **err)
 {
@@ -281,6 +343,19 @@ int cluster_converge(const struct hook_event *ev, const struct peers_view *pv_in
     }
     for (size_t i = 0; i < pv.cluster.n; i++)
         st->member = st->member || strcmp(pv.cluster.members[i].name, pv.me) == 0;
+    /* A unit whose member was removed (its data wiped, e.g. after a force-promote
+     * elsewhere) joins again by itself through a reachable peer. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/%s", ETCD_DATA_BASE, pv.app);
+    if (etcd_running(CLUSTER_PID_FILE) <= 0 && log_says_removed())
+        wipe_removed(dir);
+    struct stat dst;
+    bool fresh = stat(dir, &dst) < 0;
+    if (fresh && st->member && pv.cluster.n > 1 && etcd_running(CLUSTER_PID_FILE) <= 0 &&
+        self_join(&pv) < 0) {
+        snprintf(st->message, sizeof st->message, "waiting to join the etcd cluster");
+        return 0;
+    }
     if (!st->member) {
         snprintf(st->message, sizeof st->message, "waiting to join the etcd cluster");
         return 0;
@@ -362,6 +437,16 @@ static bool log_says_removed(void)
 
 static int force_restart(const struct etcd_argv *argv, char **err);
 
+/* ha.md 5.4 #11: a member removed from the cluster can never use its data again. */
+static void wipe_removed(const char *dir)
+{
+    log_warning("this etcd member was removed from the cluster: wiping %s to join again", dir);
+    if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        log_warning("cannot wipe %s: %s", dir, strerror(errno));
+    if (truncate(CLUSTER_LOG_FILE, 0) < 0)
+        log_warning("cannot truncate %s: %s", CLUSTER_LOG_FILE, strerror(errno));
+}
+
 int cluster_force_new(char **err)
 {
     pthread_mutex_lock(&lock);
@@ -421,11 +506,7 @@ int cluster_supervise(struct etcd_client *c, bool promote_learners)
         snprintf(dir, sizeof dir, "%s", local.data_dir);
         local.known = false;
         pthread_mutex_unlock(&lock);
-        log_warning("this etcd member was removed from the cluster: wiping %s to join again", dir);
-        if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-            log_warning("cannot wipe %s: %s", dir, strerror(errno));
-        if (truncate(CLUSTER_LOG_FILE, 0) < 0)
-            log_warning("cannot truncate %s: %s", CLUSTER_LOG_FILE, strerror(errno));
+        wipe_removed(dir);
         return 0;
     }
     if (etcd_running(CLUSTER_PID_FILE) <= 0) {

@@ -2132,7 +2132,7 @@ static void cycle(void)
         L.supervise_at = now + 1000000u;
         if (L.holding && ++L.etcd_check % 5 == 0)
             keep_etcd_leadership_away();
-        if (cluster_supervise(L.etcd, L.p.juju_leader) > 0)
+        if (cluster_supervise(L.etcd, L.p.juju_leader || L.holding) > 0)
             raise_event("an etcd learner was promoted");
     }
     dcs_view_clear(&v);

@@ -594,6 +594,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
         goto failed;
     if (!cs.running) {
         want(&st, "waiting", "%s", cs.message);
+        ha_poke_later(5000); /* try again soon, not at the next update-status */
         goto done;
     }
     if (cs.pending)
