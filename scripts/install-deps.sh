@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config cppcheck clang-14 libclang-rt-14-dev clang-tidy
       iproute2 procps util-linux zip unzip
       libsystemd-dev libjansson-dev libsodium-dev libssl-dev libpq-dev libcurl4-openssl-dev
-      postgresql postgresql-client etcd-server etcd-client
+      postgresql postgresql-client etcd-server etcd-client patroni python3-etcd
       python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -30,5 +30,23 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     if [ -d /run/systemd/system ] && systemctl is-enabled --quiet etcd 2>/dev/null; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
+    fi
+fi
+# Patroni is only the failover benchmark's comparison (bench/patroni_cluster.py runs its
+# own processes): the package's service, which its postinst enables (systemd unit and
+# SysV script), must never start one on this host, now or at the next boot. Patroni never
+# creates a cluster by itself (createcluster.d above keeps Debian's default one away).
+if [ -e /lib/systemd/system/patroni.service ]; then
+    if [ -d /run/systemd/system ]; then
+        if systemctl is-enabled --quiet patroni 2>/dev/null; then
+            systemctl disable --now patroni >/dev/null 2>&1 || true
+        fi
+    else
+        if [ -e /etc/systemd/system/multi-user.target.wants/patroni.service ]; then
+            deb-systemd-helper disable patroni.service >/dev/null 2>&1 || true
+        fi
+        if ls /etc/rc[2-5].d/S*patroni >/dev/null 2>&1; then
+            update-rc.d patroni disable >/dev/null 2>&1 || true
+        fi
     fi
 fi

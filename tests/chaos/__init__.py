@@ -1,0 +1,1 @@
+"""Chaos tests: failure injection against a real cluster, and their write-history checker."""
