@@ -25,9 +25,9 @@ def test_deploy_reaches_the_agent(model):
                error=any_error, timeout=240)
     pids = model.sh(unit, AGENT_PIDS).split()
     assert len(pids) == 1, pids
-    # the agent mirrors hook-time messages to juju-log (install: it created the cluster)
+    # the agent mirrors hook-time messages to juju-log (a hook started its HA loop)
     log = model.juju("debug-log", "--limit", "0").stdout
-    assert re.search(r"unit\.postgresql/0\.juju-log .*initdb: creating the cluster", log), \
+    assert re.search(r"unit\.postgresql/0\.juju-log HA loop started", log), \
         log[-2000:]
 
 
