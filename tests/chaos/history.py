@@ -29,8 +29,12 @@ retry would make "acknowledged" ambiguous). Extra libpq parameters (`sslmode=req
 `sslrootcert`, `user`, `dbname`, ...) pass through `params`; the password comes from
 `password`, a string or a callable evaluated at each connect, or from libpq's own
 `PGPASSWORD`/`.pgpass`; it is never logged or put in an error text. An attempt that
-has not finished after `attempt_timeout` seconds is cancelled (`PQcancel`) from a
-watchdog thread, which bounds a commit stuck waiting for a synchronous standby.
+has not finished after `attempt_timeout` seconds is cancelled from a watchdog thread,
+which bounds a commit stuck waiting for a synchronous standby: with
+`pg_cancel_backend(<its backend pid>)` over a fresh connection (libpq `connect_timeout`),
+not with psycopg2's `connection.cancel()`, which holds Python's GIL while PQcancel waits
+for the server: against a stopped (SIGSTOP) server that froze every thread of the
+process, the test driving the fault included.
 
 With `all_primaries=True` the writer instead writes, every tick, to every host that
 currently says it is not in recovery (one id each): a cluster with two writable
@@ -254,7 +258,7 @@ class Writer:
         self._stop = threading.Event()
         self._primary = None
         self._last_primary = None
-        self._inflight = None         # (conn, t_send, cancelled flag list)
+        self._inflight = None         # (host, backend pid, t_send, cancelled flag list)
         self._next_id = self.id_base
         self._threads = []
         self._writer = None
@@ -362,17 +366,23 @@ class Writer:
         while not self._stop.is_set() or self._writer.is_alive():
             inflight = self._inflight
             if inflight is not None:
-                conn, t_send, flag = inflight
-                if not flag and time.monotonic() - t_send > self.attempt_timeout:
+                host, pid, t_send, flag = inflight
+                if not flag and pid and time.monotonic() - t_send > self.attempt_timeout:
                     flag.append(True)
-                    threading.Thread(target=self._cancel, args=(conn,), daemon=True).start()
+                    threading.Thread(target=self._cancel, args=(host, pid), daemon=True).start()
             if self._stop.wait(0.05) and not self._writer.is_alive():
                 break
 
-    @staticmethod
-    def _cancel(conn):
+    def _cancel(self, host, pid):
+        """pg_cancel_backend() of the attempt's backend over a new connection: libpq's
+        connect and query release the GIL (PQcancel under psycopg2 does not)."""
         try:
-            conn.cancel()
+            c = connect(host, self.params, self._password)
+            try:
+                with c.cursor() as cur:
+                    cur.execute("SELECT pg_cancel_backend(%s)", (pid,))
+            finally:
+                c.close()
         except Exception:       # best effort: the attempt fails on its own otherwise
             pass
 
@@ -423,8 +433,12 @@ class Writer:
         self._next_id += 1
         del conn.notices[:]
         flag = []
+        try:
+            pid = conn.get_backend_pid()
+        except psycopg2.Error:
+            pid = None
         t_send = time.monotonic()
-        self._inflight = (conn, t_send, flag)
+        self._inflight = (host, pid, t_send, flag)
         try:
             with conn.cursor() as cur:
                 cur.execute(self._insert, (ident, host))
