@@ -98,7 +98,9 @@ static bool local_healthy(int wait_ms)
         ok = etcd_status(c, 0, &s, NULL) == 0;
         clock_gettime(CLOCK_MONOTONIC, &t);
         long waited = (t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L;
-        if (ok || waited >= wait_ms || etcd_running(CLUSTER_PID_FILE) <= 0)
+        /* a process started a moment ago may not have exec'd etcd yet (its /proc exe is
+         * still ours): only a second later does "not etcd" mean it died */
+        if (ok || waited >= wait_ms || (waited >= 1000 && etcd_running(CLUSTER_PID_FILE) <= 0))
             break;
         proc_sleep_ms(250);
     }

@@ -195,6 +195,10 @@ int etcd_argv_build(const struct etcd_spec *s, struct etcd_argv *out, char **err
     rc = rc ?: arg(out, "--peer-trusted-ca-file=%s", s->ca);
     rc = rc ?: arg(out, "--peer-client-cert-auth=true");
     rc = rc ?: arg(out, "--strict-reconfig-check=true");
+    /* A member cut off from the others keeps starting elections and raising its term; back
+     * on the network, that term would depose a working leader (seen: 3 s without a leader,
+     * and the primary demoted). Pre-vote asks first, so a lagging member cannot win. */
+    rc = rc ?: arg(out, "--pre-vote=true");
     rc = rc ?: arg(out, "--logger=zap");
     rc = rc ?: arg(out, "--log-outputs=stderr");
     if (s->heartbeat_ms > 0)

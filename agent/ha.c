@@ -17,6 +17,7 @@
 #include "restapi.h"
 #include "settings.h"
 #include "timeline.h"
+#include "watchdog.h"
 #include "version.h"
 
 #include <arpa/inet.h>
@@ -43,6 +44,8 @@
 #define MAX_MEMBERS 16
 #define NAME_MAX_ 64
 #define CYCLE_FALLBACK_MS 2000  /* a cycle at least this often, watch or not */
+#define FAST_CYCLE_MS 200       /* ... and this often right after a role change */
+#define FAST_WINDOW_MS 10000
 #define STOP_TIMEOUT_MS 60000
 #define START_TIMEOUT_MS 120000
 #define SWITCHOVER_WAIT_MS 5000 /* old primary waits this long for the candidate's WAL */
@@ -197,7 +200,15 @@ static struct {
     char ticket_from[NAME_MAX_];
     char ticket_to[NAME_MAX_];
     int failovers;
+    uint64_t fast_until; /* us; cycles every FAST_CYCLE_MS until then */
+    struct watchdog *wd; /* /dev/watchdog while this member leads (ha-watchdog) */
+    uint64_t wd_retry_at;
+    bool wd_absent_logged;
+    char wd_problem[256]; /* ha-watchdog=required and no usable device */
 } L;
+
+static void cycle_fast(void);
+static bool watchdog_arm(void);
 
 /* Set by the hook thread: raise an event at this time (us; 0 none), e.g. to retry an etcd
  * membership change that etcd refused for now. */
@@ -948,17 +959,24 @@ static int sync_wanted_count(void)
     return L.p.sync_count < others ? L.p.sync_count : others;
 }
 
-static void format_ssn(char *buf, size_t size, char names[][NAME_MAX_], size_t n, bool strict)
+/* "ANY k (names...)"; k = n when k is 0; the strict placeholder (or "") without names. */
+static void format_ssn_k(char *buf, size_t size, char names[][NAME_MAX_], size_t n, size_t k,
+                         bool strict)
 {
     if (n == 0) {
         snprintf(buf, size, "%s", strict ? "\"__patroni_strict_sync_replica_placeholder__\"" : "");
         return;
     }
-    size_t off = (size_t)snprintf(buf, size, "ANY %zu (", n);
+    size_t off = (size_t)snprintf(buf, size, "ANY %zu (", k ? k : n);
     for (size_t i = 0; i < n && off < size; i++)
         off += (size_t)snprintf(buf + off, size - off, "%s\"%s\"", i ? "," : "", names[i]);
     if (off < size)
         snprintf(buf + off, size - off, ")");
+}
+
+static void format_ssn(char *buf, size_t size, char names[][NAME_MAX_], size_t n, bool strict)
+{
+    format_ssn_k(buf, size, names, n, 0, strict);
 }
 
 static int cas_sync(const struct dcs_view *v, char names[][NAME_MAX_], size_t n)
@@ -1069,6 +1087,43 @@ static void manage_sync(const struct dcs_view *v)
         (void)cas_sync(v, grown, n_grown);
 }
 
+/* Strict synchronous mode: the server must not acknowledge one commit between its promotion
+ * and the first manage_sync (ha.md 7.2: a commit acknowledged by the primary alone is lost if
+ * it dies next). A standby therefore carries, already, the synchronous_standby_names it will
+ * need as primary: `want` of the other members (none of them streams from it yet, so commits
+ * wait), or the placeholder when too few members are known (standbys ignore the setting).
+ * manage_sync narrows it once standbys stream. "" when not strict. */
+static void standby_ssn(const struct dcs_view *v, char *ssn, size_t size)
+{
+    ssn[0] = '\0';
+    int want = sync_wanted_count();
+    if (want <= 0 || !L.p.sync_strict || L.p.planned_units <= 1)
+        return;
+    char names[MAX_MEMBERS][NAME_MAX_];
+    size_t n = 0;
+    for (size_t i = 0; i < v->n && n < MAX_MEMBERS; i++)
+        if (strcmp(v->members[i].name, L.p.name) != 0 && name_ok(v->members[i].name))
+            snprintf(names[n++], NAME_MAX_, "%s", v->members[i].name);
+    format_ssn_k(ssn, size, names, n < (size_t)want ? 0 : n, (size_t)want, true);
+}
+
+/* Right before pg_promote: the standby's setting is in force (normally written long before,
+ * when it started following; otherwise now, with a moment for the checkpointer to publish it
+ * to the backends before the first commit can happen). */
+static void strict_before_promote(const struct dcs_view *v)
+{
+    char ssn[1024];
+    standby_ssn(v, ssn, sizeof ssn);
+    if (strcmp(ssn, L.ssn) == 0)
+        return;
+    if (write_ha_conf(L.cur_upstream[0] ? L.cur_upstream : NULL, ssn) >= 0 &&
+        local_exec("SELECT pg_reload_conf()") == 0) {
+        log_info("before promoting: synchronous_standby_names = '%s'", ssn);
+        struct timespec ts = {0, 200L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* ---- leader key --------------------------------------------------------------------------- */
 
 static void arm_fence(uint64_t sent_us)
@@ -1109,6 +1164,37 @@ static bool acquire(void)
     return won;
 }
 
+/* The DCS came back after this member stepped down without it: its leader key may still be
+ * bound to its lease (renewed all along by the keep-alive), in which case nobody else can
+ * have been promoted: confirm the lease (a fresh keep-alive, then the key's lease) and lead
+ * again; the next cycle promotes. Otherwise the key expires and the members race. */
+static void reclaim_leader(void)
+{
+    if (!L.etcd || !L.lease)
+        return;
+    uint64_t sent = now_us();
+    int64_t ttl = 0;
+    char key[256], *err = NULL;
+    if (etcd_lease_keepalive(L.etcd, L.lease, &ttl, &err) < 0 || ttl <= 0) {
+        log_warning("cannot confirm this member's lease to lead again: %s",
+                    err ? err : "expired");
+        free(err);
+        return;
+    }
+    key_of(key, sizeof key, "leader");
+    bool owned = false;
+    if (etcd_key_has_lease(L.etcd, key, L.lease, &owned, &err) == 0 && owned &&
+        watchdog_arm()) {
+        arm_fence(sent);
+        L.holding = true;
+        L.renew_failed = false;
+        L.last_renew_ok = sent;
+        log_info("the leader key is still bound to this member's lease: leading again");
+        wake();
+    }
+    free(err);
+}
+
 static void release_leader(void)
 {
     char key[256], *err = NULL;
@@ -1123,9 +1209,75 @@ static void release_leader(void)
     L.holding = false;
 }
 
+/* ---- the hardware watchdog (ha.md 15.2, Patroni's watchdog.mode) -------------------------
+ * While this member holds the leader key the renew timer pings /dev/watchdog before its
+ * etcd requests; the device's timeout is ha-lease-ttl - 1 s (renew + one DCS budget < W <=
+ * TTL - budget), so a frozen agent or machine is reset before the key can expire elsewhere.
+ * Released (magic close) as soon as the key is not held; an agent that dies or re-execs
+ * leaves it armed: its successor re-opens it within a renew interval, or the machine resets. */
+static bool watchdog_arm(void)
+{
+    if (L.p.watchdog_mode == WATCHDOG_OFF || L.wd)
+        return true;
+    if (now_us() < L.wd_retry_at)
+        return L.p.watchdog_mode != WATCHDOG_REQUIRED;
+    int timeout = L.p.ttl_s - 1;
+    char *err = NULL;
+    int rc = watchdog_open(WATCHDOG_DEFAULT_PATH, timeout, &L.wd, &err);
+    if (rc == 0) {
+        log_info("watchdog %s (%s) armed: %d s", WATCHDOG_DEFAULT_PATH, watchdog_identity(L.wd),
+                 watchdog_timeout(L.wd));
+        L.wd_absent_logged = false;
+        L.wd_problem[0] = '\0';
+        return true;
+    }
+    L.wd_retry_at = now_us() + 10u * 1000 * 1000;
+    if (L.p.watchdog_mode == WATCHDOG_REQUIRED) {
+        if (!L.wd_problem[0])
+            log_warning("ha-watchdog=required: %s; not taking the leader key", ERRMSG(err));
+        snprintf(L.wd_problem, sizeof L.wd_problem,
+                 "ha-watchdog=required but %s: this unit cannot become the primary (load a "
+                 "watchdog driver or set ha-watchdog=automatic)", ERRMSG(err));
+        free(err);
+        return false;
+    }
+    if (!L.wd_absent_logged)
+        log_info("no usable watchdog (%s): leading without it (ha-watchdog=automatic)",
+                 ERRMSG(err));
+    L.wd_absent_logged = true;
+    free(err);
+    return true;
+}
+
+static void watchdog_disarm(void)
+{
+    if (!L.wd)
+        return;
+    watchdog_close(L.wd);
+    L.wd = NULL;
+    log_info("watchdog released");
+}
+
+static void watchdog_tick(void)
+{
+    if (!L.holding || L.p.watchdog_mode == WATCHDOG_OFF) {
+        watchdog_disarm();
+        return;
+    }
+    if (!L.wd) {
+        (void)watchdog_arm();
+        return;
+    }
+    char *err = NULL;
+    if (watchdog_keepalive(L.wd, &err) < 0)
+        log_error("watchdog keepalive failed: %s", ERRMSG(err));
+    free(err);
+}
+
 /* The renew timer: keep-alive, then confirm the key is still bound to my lease. */
 static void renew(void)
 {
+    watchdog_tick();
     if (!L.etcd || !L.lease)
         return;
     uint64_t sent = now_us();
@@ -1882,7 +2034,13 @@ static void cycle(void)
         v = (struct dcs_view){0};
     } else {
         L.no_quorum_since = 0;
-        set_problem(NULL);
+        if (L.p.watchdog_mode != WATCHDOG_REQUIRED)
+            L.wd_problem[0] = '\0';
+        problem_blocked = L.wd_problem[0] != '\0';
+        if (problem_blocked)
+            set_problem("%s", L.wd_problem);
+        else
+            set_problem(NULL);
     }
     if (v.ok && !L.watch)
         restart_watch(v.revision + 1);
@@ -1938,6 +2096,12 @@ static void cycle(void)
     hd.leader_present = v.leader_present;
     snprintf(hd.leader, sizeof hd.leader, "%s", v.leader_valid ? v.leader : "?");
     hd.renewed = L.holding && !L.renew_failed;
+    /* the loop steps down (fast stop) 1 s before the fence would (SIGQUIT at last confirmed
+     * send + TTL - 1 s), and rides out shorter DCS outages (an etcd election) */
+    hd.lease_valid = L.holding && !L.renew_failed && L.last_renew_ok &&
+                     now_us() + 2000000u < L.last_renew_ok + (uint64_t)L.p.ttl_s * 1000000u;
+    if (!v.ok && L.holding)
+        cycle_fast(); /* the step-down must not wait for the 2 s fallback cycle */
     const struct member_info *lm = v.leader_valid ? member_find(&v, v.leader) : NULL;
     /* members' published timelines may lag: divergence is decided by the timeline check
      * against the leader itself (rejoin), not by this rule */
@@ -2003,7 +2167,7 @@ static void cycle(void)
         break;
     }
     case HA_ACQUIRE:
-        if (peer_primary_alive(&v) || !acquire())
+        if (peer_primary_alive(&v) || !watchdog_arm() || !acquire())
             break;
         /* fall through: promote at once */
         // fall through
@@ -2028,8 +2192,10 @@ static void cycle(void)
             }
         }
         if (l.running && l.ready && !l.primary) {
+            strict_before_promote(&v);
             log_info("promoting");
             if (local_exec("SELECT pg_promote(true, 60)") == 0) {
+                cycle_fast();
                 L.need_rewind = false;
                 L.failovers++;
                 /* history: the timeline we left and where */
@@ -2075,9 +2241,15 @@ static void cycle(void)
         }
         break;
     case HA_FOLLOW:
-        if (lm && l.running && strcmp(L.cur_upstream, lm->host) != 0) {
-            log_info("following %s at %s", lm->name, lm->host);
-            if (write_ha_conf(lm->host, "") >= 0)
+        if (lm && l.running) {
+            char ssn[1024];
+            standby_ssn(&v, ssn, sizeof ssn);
+            bool moved = strcmp(L.cur_upstream, lm->host) != 0;
+            if (moved) {
+                log_info("following %s at %s", lm->name, lm->host);
+                cycle_fast();
+            }
+            if ((moved || strcmp(ssn, L.ssn) != 0) && write_ha_conf(lm->host, ssn) >= 0)
                 (void)local_exec("SELECT pg_reload_conf()");
         }
         /* running but not streaming for a while: check the timelines (ha.md 9, 17 #5) */
@@ -2098,6 +2270,9 @@ static void cycle(void)
         break;
     case HA_DEMOTE_OFFLINE:
         demote(false, false);
+        break;
+    case HA_RECLAIM:
+        reclaim_leader();
         break;
     case HA_DEMOTE_IMMEDIATE: /* another member leads: stop now, follow it next cycle */
     case HA_DEMOTE_NOLOCK:    /* the lock is lost: stop now, keep nothing */
@@ -2212,7 +2387,23 @@ static int on_cycle_timer(sd_event_source *s, uint64_t usec, void *u)
 {
     (void)u;
     cycle();
-    return rearm(s, usec, (uint64_t)CYCLE_FALLBACK_MS * 1000u);
+    bool fast = now_us() < L.fast_until;
+    return rearm(s, usec, (uint64_t)(fast ? FAST_CYCLE_MS : CYCLE_FALLBACK_MS) * 1000u);
+}
+
+/* Right after a promotion or a new upstream, what the cycle waits for (a standby streaming
+ * from the new primary, so that strict synchronous commits resume; this member streaming
+ * again) shows in no DCS key the watch would report: cycle every FAST_CYCLE_MS for a while. */
+static void cycle_fast(void)
+{
+    L.fast_until = now_us() + (uint64_t)FAST_WINDOW_MS * 1000u;
+    uint64_t now = 0;
+    if (L.cycle_src && sd_event_now(L.ev, CLOCK_MONOTONIC, &now) >= 0) {
+        uint64_t at = 0;
+        if (sd_event_source_get_time(L.cycle_src, &at) < 0 ||
+            at > now + (uint64_t)FAST_CYCLE_MS * 1000u)
+            (void)rearm(L.cycle_src, now, (uint64_t)FAST_CYCLE_MS * 1000u);
+    }
 }
 
 /* New parameters from the hook thread, or a wake-up. */
@@ -2286,6 +2477,7 @@ static void *ha_main(void *arg)
                       on_cycle_timer, NULL);
     wake();
     (void)sd_event_loop(L.ev);
+    watchdog_disarm(); /* the loop ends only when this unit leaves */
     return NULL;
 }
 

@@ -36,6 +36,7 @@ struct ha_params {
     int renew_ms;           /* ha-renew-interval */
     int sync_count;         /* standbys that must confirm commits (resolved; 0: async) */
     bool sync_strict;       /* wait instead of degrading (with more than one unit) */
+    int watchdog_mode;      /* enum watchdog_mode (ha-watchdog) */
     bool juju_leader;       /* promote etcd learners, and raise events for the leader */
     int planned_units;      /* this unit and its peers */
     char peer_addrs[PEERS_MAX][PEERS_ADDR_MAX]; /* etcd endpoints besides the local one */

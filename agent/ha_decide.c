@@ -43,6 +43,10 @@ static bool manual_failover_to_me(const struct ha_input *in)
 
 /* ---- conditions, one per row ------------------------------------------------------ */
 
+static bool c_dcs_lost_primary_leased(const struct ha_input *in)
+{
+    return !in->d->reachable && in->l->running && in->l->primary && in->d->lease_valid;
+}
 static bool c_dcs_lost_primary(const struct ha_input *in)
 {
     return !in->d->reachable && in->l->running && in->l->primary;
@@ -176,6 +180,9 @@ struct ha_rule {
 };
 
 static const struct ha_rule rules[] = {
+    {"dcs-lost-primary-leased", c_dcs_lost_primary_leased, HA_WAIT,
+     "the DCS cannot be read but this member's lease is still valid: keep serving (the fence "
+     "stops PostgreSQL before the lease can expire elsewhere)"},
     {"dcs-lost-primary", c_dcs_lost_primary, HA_DEMOTE_OFFLINE,
      "the DCS cannot be read: a primary that cannot prove its lease steps down"},
     {"dcs-lost", c_dcs_lost, HA_WAIT, "the DCS cannot be read: not racing, not changing"},
@@ -191,8 +198,9 @@ static const struct ha_rule rules[] = {
     {"not-running", c_not_running, HA_START, "PostgreSQL is not running: start it"},
     {"mine-lost-lease", c_mine_lost_lease, HA_DEMOTE_NOLOCK,
      "the leader lock could not be renewed: stop at once (another member may take it)"},
-    {"mine-lost-lease-replica", c_mine_lost_lease_replica, HA_WAIT,
-     "the leader lock could not be renewed and this member is not primary"},
+    {"mine-lost-lease-replica", c_mine_lost_lease_replica, HA_RECLAIM,
+     "the leader key still names this member, which stepped down: lead again if its lease "
+     "is confirmed (nobody else can have been promoted meanwhile)"},
     {"mine-switchover", c_mine_switchover, HA_SWITCHOVER,
      "a switchover away from this member is requested"},
     {"mine-primary", c_mine_primary, HA_RENEW, "this member holds the leader lock"},
@@ -254,7 +262,7 @@ const char *ha_action_name(enum ha_action action)
     static const char *const names[] = {
         "wait",   "bootstrap", "clone",  "start",           "renew",
         "promote", "acquire",  "follow", "rewind",          "demote-offline",
-        "demote-immediate", "demote-nolock", "switchover",
+        "demote-immediate", "demote-nolock", "switchover", "reclaim",
     };
     if ((unsigned)action < sizeof names / sizeof names[0])
         return names[action];

@@ -45,6 +45,8 @@ struct ha_dcs {
     bool leader_present;       /* the leader key exists */
     char leader[HA_NAME_MAX];  /* its value */
     bool renewed;              /* my lease keep-alive and ownership check succeeded */
+    bool lease_valid;          /* I hold the key and my last confirmed renewal leaves time
+                                  before the fencing deadline (a DCS outage can be ridden out) */
     uint32_t leader_timeline;  /* the leader's member timeline (0: unknown) */
     uint64_t optime;           /* status.optime: last known primary LSN (0: unknown) */
     uint32_t history_timeline; /* newest timeline in history (0: none) */
@@ -80,6 +82,8 @@ enum ha_action {
     HA_DEMOTE_IMMEDIATE,   /* another member leads: immediate stop, then follow */
     HA_DEMOTE_NOLOCK,      /* my renewal failed with the DCS reachable: stop now */
     HA_SWITCHOVER,         /* a switchover to another member is requested: graceful */
+    HA_RECLAIM,            /* the key still names me on my live lease, I stepped down: lead
+                              again if the lease is confirmed (Patroni: "had the session lock") */
 };
 
 struct ha_decision {

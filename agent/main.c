@@ -203,7 +203,7 @@ static int on_signal(sd_event_source *src, const struct signalfd_siginfo *si, vo
 }
 
 /* While a hook tool runs inline the loop cannot ping the watchdog itself. */
-static void watchdog_keepalive(void)
+static void sd_watchdog_keepalive(void)
 {
     sd_notify(0, "WATCHDOG=1");
 }
@@ -357,7 +357,7 @@ static int run(const char *socket_path, int report_fd)
     if (rc < 0)
         log_warning("cannot enable the systemd watchdog: %s", strerror(-rc));
     if (rc > 0)
-        proc_set_keepalive(watchdog_keepalive);
+        proc_set_keepalive(sd_watchdog_keepalive);
     uint64_t now = 0;
     sd_event_now(e, CLOCK_MONOTONIC, &now);
     if (sd_event_add_time(e, NULL, CLOCK_MONOTONIC, now + SUPERVISE_INTERVAL_USEC, 1000000,

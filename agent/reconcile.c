@@ -624,6 +624,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
                     : settings.sync_node_count == SETTINGS_SYNC_MAJORITY ? hp.planned_units / 2
                                                                          : settings.sync_node_count;
     hp.sync_strict = settings.sync_strict;
+    hp.watchdog_mode = (int)settings.ha_watchdog;
     hp.juju_leader = facts.is_leader;
     for (size_t i = 0; i < pv.n && hp.n_peer_addrs < PEERS_MAX; i++)
         if (pv.units[i].address[0])

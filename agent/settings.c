@@ -23,6 +23,11 @@ static const char *const sync_commit_names[] = {[SYNC_COMMIT_ON] = "on",
                                                 [SYNC_COMMIT_REMOTE_WRITE] = "remote_write",
                                                 NULL};
 
+static const char *const watchdog_names[] = {[WATCHDOG_OFF] = "off",
+                                             [WATCHDOG_AUTOMATIC] = "automatic",
+                                             [WATCHDOG_REQUIRED] = "required",
+                                             NULL};
+
 static const char *name_of(const char *const *names, size_t n, int value)
 {
     return value >= 0 && (size_t)value < n ? names[value] : NULL;
@@ -157,6 +162,16 @@ static int store_sync_commit(const struct setting_desc *d, const struct setting_
     return 0;
 }
 
+static int store_watchdog(const struct setting_desc *d, const struct setting_value *v,
+                          struct pg_settings *out, char *rule, size_t size)
+{
+    int i = choice_index(d->choices, v->s);
+    if (i < 0)
+        return reject_choice(d, rule, size);
+    out->ha_watchdog = (enum watchdog_mode)i;
+    return 0;
+}
+
 static int store_time_zone(const struct setting_desc *d, const struct setting_value *v,
                            struct pg_settings *out, char *rule, size_t size)
 {
@@ -259,10 +274,11 @@ const struct setting_desc settings_options[] = {
     BOOL_OPT("logging-log-lock-waits", "false", log_lock_waits),
     STR_OPT("durability-synchronous-commit", "on", sync_commit_names, store_sync_commit),
     STR_OPT("request-time-zone", "UTC", NULL, store_time_zone),
-    INT_OPT("ha-lease-ttl", "5", 3, 60, "seconds", ha_lease_ttl_s),
+    INT_OPT("ha-lease-ttl", "5", 4, 60, "seconds", ha_lease_ttl_s),
     INT_OPT("ha-renew-interval", "500", 100, 10000, "ms", ha_renew_ms),
     STR_OPT("synchronous-node-count", "all", NULL, store_sync_count),
     BOOL_OPT("synchronous-mode-strict", "true", sync_strict),
+    STR_OPT("ha-watchdog", "automatic", watchdog_names, store_watchdog),
 };
 const size_t settings_n_options = sizeof settings_options / sizeof settings_options[0];
 

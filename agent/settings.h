@@ -23,6 +23,8 @@
 
 #include <jansson.h>
 
+#include "watchdog.h"
+
 #define SETTINGS_TZ_MAX 64         /* request-time-zone, in characters */
 #define SETTINGS_SECRET_ID_LEN 20  /* a Juju secret id (xid): [0-9a-v]{20} */
 #define SETTINGS_SECRET_URI_MAX 66 /* secret://<36-char model uuid>/<id> */
@@ -69,6 +71,7 @@ struct pg_settings {
     long ha_renew_ms;                       /* ha-renew-interval */
     int sync_node_count;                    /* synchronous-node-count: n, or one below */
     bool sync_strict;                       /* synchronous-mode-strict */
+    enum watchdog_mode ha_watchdog;         /* ha-watchdog */
 };
 
 #define SETTINGS_SYNC_ALL (-1)      /* synchronous-node-count=all: every other unit */

@@ -576,3 +576,60 @@ def model(request, controller):
     m = new_model(_model_prefix(request.module.__name__))
     yield m
     m.destroy()
+
+
+# ---------------------------------------------------------------------------
+# Logs of a failed test
+# ---------------------------------------------------------------------------
+
+LOG_DIRS = ("var/log/pg-agent", "var/log/postgresql")
+
+
+def save_model_logs(model):
+    """Copy every machine's charm logs and the model's debug log of `model` to a new
+    /tmp/charm-logs-<model>-* directory; returns (directory, tails of the agent logs)."""
+    sandbox = os.environ.get("JUJU_SANDBOX_DIR")
+    if not sandbox:
+        return None, ""
+    p = model.juju_raw("show-model", model.name, "--format", "json", timeout=30)
+    if p.returncode != 0:
+        return None, ""
+    uuid_ = next(iter(json.loads(p.stdout).values()))["model-uuid"]
+    mdir = Path(sandbox) / "models" / uuid_
+    dest = Path(tempfile.mkdtemp(prefix=f"charm-logs-{model.name}-", dir="/tmp"))
+    tails = []
+    for fs in sorted((mdir / "machines").glob("*/fs")):
+        mid = fs.parent.name
+        for rel in LOG_DIRS:
+            src = fs / rel
+            if src.is_dir():
+                shutil.copytree(src, dest / f"machine-{mid}" / src.name, dirs_exist_ok=True,
+                                ignore_dangling_symlinks=True)
+        agent = fs / "var/log/pg-agent/agent.log"
+        if agent.is_file():
+            lines = agent.read_text(errors="replace").splitlines()[-40:]
+            tails.append(f"--- machine {mid}: agent.log (last {len(lines)} lines)\n"
+                         + "\n".join(lines))
+    if (mdir / "debug.log").is_file():
+        shutil.copy2(mdir / "debug.log", dest)
+    return dest, "\n".join(tails)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a test that uses the module's `model` fails, keep its units' logs (the model is
+    destroyed at module teardown) and show the agent logs' last lines in the report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    model = item.funcargs.get("model") if hasattr(item, "funcargs") else None
+    if not isinstance(model, Model):
+        return
+    try:
+        dest, tails = save_model_logs(model)
+    except Exception as e:                      # the report must not fail on this
+        rep.sections.append(("charm logs", f"not saved: {e}"))
+        return
+    if dest is not None:
+        rep.sections.append(("charm logs", f"saved to {dest}\n{tails}"))

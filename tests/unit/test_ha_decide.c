@@ -83,6 +83,9 @@ TEST(dcs_loss)
     struct world w = primary();
     w.d.reachable = false;
     EXPECT(w, HA_DEMOTE_OFFLINE, "dcs-lost-primary");
+    w.d.lease_valid = true; /* a short etcd outage (an election) is ridden out */
+    EXPECT(w, HA_WAIT, "dcs-lost-primary-leased");
+    w.d.lease_valid = false;
     w = replica();
     w.d.reachable = false;
     EXPECT(w, HA_WAIT, "dcs-lost");
@@ -97,7 +100,7 @@ TEST(lease_loss_on_the_primary)
     w.d.renewed = false;
     EXPECT(w, HA_DEMOTE_NOLOCK, "mine-lost-lease");
     w.l.primary = false;
-    EXPECT(w, HA_WAIT, "mine-lost-lease-replica");
+    EXPECT(w, HA_RECLAIM, "mine-lost-lease-replica");
 }
 
 TEST(another_leader_while_primary)
