@@ -493,6 +493,38 @@ static int force_restart(const struct etcd_argv *argv, char **err)
     return 0;
 }
 
+/* etcd logs a warning per JSON-gateway request when client certificates are verified
+ * ("ignoring common name in gRPC-gateway proxy request", whatever the certificate: etcd
+ * 3.4's AuthInfoFromTLS), a few per second: the log is capped here, copytruncate style (etcd
+ * writes with O_APPEND, so it goes on at the new end): past CLUSTER_LOG_MAX bytes its last
+ * CLUSTER_LOG_KEEP bytes go to etcd.log.1 and etcd.log starts again. */
+#define CLUSTER_LOG_MAX (32L * 1024 * 1024)
+#define CLUSTER_LOG_KEEP (4L * 1024 * 1024)
+
+static void cap_log(void)
+{
+    struct stat st;
+    if (stat(CLUSTER_LOG_FILE, &st) < 0 || st.st_size <= CLUSTER_LOG_MAX)
+        return;
+    FILE *in = fopen(CLUSTER_LOG_FILE, "re");
+    FILE *out = in ? fopen(CLUSTER_LOG_FILE ".1", "we") : NULL;
+    if (in && out && fseek(in, -CLUSTER_LOG_KEEP, SEEK_END) == 0) {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0 && fwrite(buf, 1, n, out) == n)
+            ;
+    }
+    if (out)
+        (void)fclose(out);
+    if (in)
+        (void)fclose(in);
+    if (truncate(CLUSTER_LOG_FILE, 0) < 0)
+        log_warning("cannot truncate %s: %s", CLUSTER_LOG_FILE, strerror(errno));
+    else
+        log_info("%s reached %lld bytes: its end kept in %s.1", CLUSTER_LOG_FILE,
+                 (long long)st.st_size, CLUSTER_LOG_FILE);
+}
+
 int cluster_supervise(struct etcd_client *c, bool promote_learners)
 {
     pthread_mutex_lock(&lock);
@@ -500,6 +532,7 @@ int cluster_supervise(struct etcd_client *c, bool promote_learners)
     pthread_mutex_unlock(&lock);
     if (!known)
         return 0;
+    cap_log();
     if (etcd_running(CLUSTER_PID_FILE) <= 0 && log_says_removed()) {
         /* ha.md 5.4 #11: removed from the cluster (e.g. a force-promote elsewhere): its data
          * can never be used again; wipe it, the leader adds this unit back as a learner. */

@@ -43,6 +43,8 @@ bug) and it does not heal within HEAL_S, the harness deploys a fresh cluster in 
 model (the broken one's logs are copied to /tmp/charm-logs-* first), so that every fault
 kind is exercised. A failed round copies every unit's logs the same way and says where.
 
+`CHAOS_KEEP_LOGS=1` copies every round's logs (not only a failed one's) and prints where.
+
 Bounds: every wait has its own timeout; `CHAOS_TIME_CAP` seconds (default 1800) for the
 rounds of the module, after which the remaining rounds are skipped. Every model the
 harness made is destroyed at the end, also on failure, after the faults still applied
@@ -69,6 +71,7 @@ CHARM = os.environ.get("CHARM") or str(REPO / "build" / "postgresql.charm")
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "1"))
 TIME_CAP = float(os.environ.get("CHAOS_TIME_CAP", "1800"))
 LOAD_S = int(os.environ.get("CHAOS_LOAD_SECONDS", "0"))
+KEEP_LOGS = os.environ.get("CHAOS_KEEP_LOGS", "") not in ("", "0")  # every round's logs
 ALL_FAULTS = ("kill", "stop", "netcut", "etcd-leader", "reboot")
 FAULTS = [f.strip() for f in os.environ.get(
     "CHAOS_FAULTS", "kill,stop,etcd-leader,netcut").split(",") if f.strip()]
@@ -179,7 +182,8 @@ class Round:
 
     def fail(self, msg):
         try:
-            logs = f"every unit's logs copied to {self.c.save_logs()}"
+            self.info["logs"] = self.c.save_logs()
+            logs = f"every unit's logs copied to {self.info['logs']}"
         except Exception as e:
             logs = f"logs not copied: {e}"
         self.info["failure"] = msg.splitlines()[0][:300]
@@ -262,6 +266,9 @@ def test_fault(harness, kind, n):
         if r.writer is not None:
             r.writer.stop()
         r.info["round_s"] = round(time.monotonic() - t_round, 1)
+        if KEEP_LOGS and "logs" not in r.info:
+            with contextlib.suppress(Exception):
+                r.info["logs"] = c.save_logs()
         RESULTS.append(r.info)
         print(f"chaos {kind} round {n}: {json.dumps(r.info, default=str)}", flush=True)
 
