@@ -205,6 +205,7 @@ static struct {
     uint64_t wd_retry_at;
     bool wd_absent_logged;
     char wd_problem[256]; /* ha-watchdog=required and no usable device */
+    PGconn *ckpt;         /* the CHECKPOINT after a promotion, running (async) */
 } L;
 
 static void cycle_fast(void);
@@ -1424,22 +1425,111 @@ static void finish_clone(const struct member_info *leader)
     raise_event("this member became a replica");
 }
 
+/* pg_rewind takes the source's timeline from its control file, which a freshly promoted
+ * server updates only at its first checkpoint on the new timeline: before that it rewinds
+ * towards the old timeline and the result cannot follow the new one (seen: "requested
+ * timeline 3 does not contain minimum recovery point ... on timeline 1"). Returns 1 when the
+ * leader's last checkpoint is on its current timeline, 0 when not yet, -1 when unknown. */
+static int leader_checkpointed(const char *ci, char *why, size_t size)
+{
+    PGconn *c = PQconnectdb(ci);
+    int rc = -1;
+    if (PQstatus(c) != CONNECTION_OK) {
+        snprintf(why, size, "%s", PQerrorMessage(c));
+        PQfinish(c);
+        return -1;
+    }
+    PGresult *r = PQexec(c, "SELECT timeline_id, pg_walfile_name(pg_current_wal_lsn()) "
+                            "FROM pg_control_checkpoint()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        char tli_hex[9] = "";
+        snprintf(tli_hex, sizeof tli_hex, "%s", PQgetvalue(r, 0, 1));
+        char *end = NULL;
+        unsigned long cur = strtoul(tli_hex, &end, 16);
+        unsigned long ck = strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+        if (end && *end == '\0' && strlen(tli_hex) == 8 && cur > 0) {
+            rc = ck >= cur ? 1 : 0;
+            snprintf(why, size, "its last checkpoint is on timeline %lu, it runs on %lu", ck,
+                     cur);
+        } else {
+            snprintf(why, size, "unexpected answer");
+        }
+    } else {
+        snprintf(why, size, "%s", PQresultErrorMessage(r));
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rc;
+}
+
 static void start_rewind(const struct member_info *leader)
 {
     if (now_us() < L.retry_at)
         return;
-    char bin[PATH_MAX + 32], ci[1024], src[1100];
+    char bin[PATH_MAX + 32], ci[1024], src[1100], why[256] = "";
     snprintf(bin, sizeof bin, "%s/pg_rewind", L.p.pg.bindir);
     conninfo(ci, sizeof ci, leader->host, "rewind", false);
+    int ck = leader_checkpointed(ci, why, sizeof why);
+    if (ck <= 0) {
+        log_info("pg_rewind waits for %s's first checkpoint on its timeline (%s)", leader->name,
+                 why);
+        L.retry_at = now_us() + 500000u;
+        cycle_fast();
+        return;
+    }
+    /* pg_rewind finishes an unclean shutdown with a single-user server, which refuses to run
+     * with standby.signal ("standby mode is not supported by single-user servers") */
+    char sig[PATH_MAX + 32];
+    pg_path(&L.p.pg, "recovery.signal", sig, sizeof sig);
+    (void)unlink(sig);
+    if (set_standby_signal(false) < 0)
+        log_warning("cannot remove standby.signal before pg_rewind");
     snprintf(src, sizeof src, "--source-server=%s", ci);
-    const char *argv[] = {bin, "-D", L.p.pg.datadir, src, "--no-sync", NULL};
-    (void)argv;
-    const char *argv2[] = {bin, "-D", L.p.pg.datadir, src, NULL};
-    int rc = spawn_child(argv2, HA_REWIND, "pg-agent-rewind");
+    const char *argv[] = {bin, "-D", L.p.pg.datadir, src, NULL};
+    int rc = spawn_child(argv, HA_REWIND, "pg-agent-rewind");
     if (rc < 0)
         log_error("cannot start pg_rewind: %s", strerror(-rc));
     else
         log_info("rewinding against %s (%s) before following it", leader->name, leader->host);
+}
+
+/* After a promotion: an immediate CHECKPOINT, sent without waiting (a large one must not
+ * hold up the lease renewals of this thread), so that the old primary can be rewound
+ * against this timeline soon (leader_checkpointed, Patroni's checkpoint after promote). */
+static void checkpoint_after_promote(void)
+{
+    if (L.ckpt)
+        return;
+    PGconn *c = NULL;
+    char *err = NULL;
+    if (db_connect(PG_SOCKET_DIR, PG_PORT, &c, &err) < 0 || !PQsendQuery(c, "CHECKPOINT")) {
+        log_warning("cannot request the checkpoint after promotion: %s",
+                    err ? err : PQerrorMessage(c));
+        free(err);
+        db_close(c);
+        return;
+    }
+    L.ckpt = c;
+}
+
+static void checkpoint_poll(void)
+{
+    if (!L.ckpt)
+        return;
+    if (PQconsumeInput(L.ckpt) && PQisBusy(L.ckpt))
+        return;
+    PGresult *r;
+    bool ok = true;
+    while ((r = PQgetResult(L.ckpt)) != NULL) {
+        ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            log_warning("checkpoint after promotion: %s", PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    if (ok)
+        log_info("checkpoint after promotion done");
+    db_close(L.ckpt);
+    L.ckpt = NULL;
 }
 
 /* ---- timeline ancestry (ha.md 9): stream, rewind, re-clone or wait ---------------------- */
@@ -2016,6 +2106,7 @@ static void check_quorum(const char *why)
 static void cycle(void)
 {
     char *err = NULL;
+    checkpoint_poll();
     if (L.child && !L.child_done) {
         /* a long action runs: keep the member key alive, nothing else */
     }
@@ -2196,6 +2287,7 @@ static void cycle(void)
             log_info("promoting");
             if (local_exec("SELECT pg_promote(true, 60)") == 0) {
                 cycle_fast();
+                checkpoint_after_promote();
                 L.need_rewind = false;
                 L.failovers++;
                 /* history: the timeline we left and where */
