@@ -97,7 +97,7 @@ def run_charm(args, log):
         try:
             t = time.monotonic()
             cluster.start()
-        except Exception:
+        except BaseException:         # SIGINT/SIGTERM during a deploy too: no leftovers
             with contextlib.suppress(Exception):
                 log(cluster.diagnostics())
             cluster.close()
