@@ -1117,11 +1117,16 @@ static void strict_before_promote(const struct dcs_view *v)
     standby_ssn(v, ssn, sizeof ssn);
     if (strcmp(ssn, L.ssn) == 0)
         return;
+    /* any non-empty setting in force already makes commits wait for a standby: only from
+     * "" does the checkpointer need a moment to publish the new one before the promotion */
+    bool was_safe = L.ssn[0] != '\0';
     if (write_ha_conf(L.cur_upstream[0] ? L.cur_upstream : NULL, ssn) >= 0 &&
         local_exec("SELECT pg_reload_conf()") == 0) {
         log_info("before promoting: synchronous_standby_names = '%s'", ssn);
-        struct timespec ts = {0, 200L * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        if (!was_safe) {
+            struct timespec ts = {0, 200L * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
 }
 
