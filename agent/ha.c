@@ -1237,7 +1237,7 @@ static bool watchdog_arm(void)
         L.wd_problem[0] = '\0';
         return true;
     }
-    L.wd_retry_at = now_us() + 10u * 1000 * 1000;
+    L.wd_retry_at = now_us() + 10000000u;
     if (L.p.watchdog_mode == WATCHDOG_REQUIRED) {
         if (!L.wd_problem[0])
             log_warning("ha-watchdog=required: %s; not taking the leader key", ERRMSG(err));
