@@ -12,6 +12,7 @@
 #include "hooktool.h"
 #include "log.h"
 #include "password.h"
+#include "pki.h"
 #include "reconcile.h"
 
 #include <errno.h>
@@ -326,8 +327,29 @@ static int force_promote(const struct hook_event *ev)
     return code;
 }
 
+/* The CA a client needs for verify-full: the internal CA's certificate (public), as this
+ * unit installed it. */
+static int get_ca_certificate(const struct hook_event *ev)
+{
+    FILE *f = fopen(pki_agent.ca, "re");
+    if (!f)
+        return fail(ev, "this unit has no CA certificate yet (%s): the leader creates the "
+                        "internal CA once the peer relation exists; try again shortly",
+                    strerror(errno));
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    bool too_long = !feof(f);
+    (void)fclose(f);
+    buf[n] = '\0';
+    if (too_long || !strstr(buf, "-----BEGIN CERTIFICATE-----"))
+        return fail(ev, "%s does not hold one CA certificate", pki_agent.ca);
+    return set_result(ev, "ca-certificate", buf);
+}
+
 int actions_run(const struct hook_event *ev)
 {
+    if (strcmp(ev->name, "get-ca-certificate") == 0)
+        return get_ca_certificate(ev);
     if (strcmp(ev->name, "get-password") == 0)
         return get_password(ev);
     if (strcmp(ev->name, "set-password") == 0)

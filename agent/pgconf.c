@@ -294,7 +294,8 @@ static void put_connections(struct text *t, const struct pg_settings *s, const s
     put_str(t, "ssl_cert_file", h->tls_cert, bad);
     put_str(t, "ssl_key_file", h->tls_key, bad);
     put_str(t, "ssl_ca_file", h->tls_ca, bad);
-    put_str(t, "ssl_min_protocol_version", "TLSv1.2", bad);
+    put_str(t, "ssl_min_protocol_version", settings_tls_min_version_name(s->tls_min_version),
+            bad);
 }
 
 static void put_memory(struct text *t, const struct pg_settings *s, const struct host_facts *h,
@@ -386,7 +387,7 @@ int pgconf_render_conf(const struct pg_settings *s, const struct host_facts *h, 
 
 /* ---- pg_hba.conf ------------------------------------------------------------------ */
 
-static const char *const hba_types[] = {"local", "host", "hostssl", NULL};
+static const char *const hba_types[] = {"local", "host", "hostssl", "hostnossl", NULL};
 static const char *const hba_methods[] = {"peer", "scram-sha-256", "cert", "reject", NULL};
 
 static bool in_list(const char *const *list, const char *s)
@@ -412,13 +413,14 @@ static int check_rule(const struct pg_hba_rule *r, size_t i, char **err)
 {
     bool local = r->type && strcmp(r->type, "local") == 0;
     if (!r->type || !in_list(hba_types, r->type))
-        return errmsg_set(err, -EINVAL, "pg_hba rule %zu: type is not local, host or hostssl", i);
+        return errmsg_set(err, -EINVAL, "pg_hba rule %zu: type is not local, host, hostssl or hostnossl", i);
     if (!r->method || !in_list(hba_methods, r->method) ||
         (!local && strcmp(r->method, "peer") == 0) ||
-        (strcmp(r->method, "cert") == 0 && strcmp(r->type, "hostssl") != 0))
+        (strcmp(r->method, "cert") == 0 && strcmp(r->type, "hostssl") != 0) ||
+        (strcmp(r->type, "hostnossl") == 0 && strcmp(r->method, "reject") != 0))
         return errmsg_set(err, -EINVAL,
                           "pg_hba rule %zu: method is not peer (local only), scram-sha-256, cert "
-                          "(hostssl only) or reject",
+                          "(hostssl only) or reject (the only one for hostnossl)",
                           i);
     if (local != (r->address == NULL))
         return errmsg_set(err, -EINVAL, "pg_hba rule %zu: %s", i,
@@ -499,13 +501,26 @@ int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *
 {
     if (n_peers > HBA_MAX_PEERS)
         return errmsg_set(err, -EINVAL, "more than %zu peer addresses", HBA_MAX_PEERS);
-    struct pg_hba_rule rules[sizeof hba_base / sizeof *hba_base + 2 * HBA_MAX_PEERS];
+    struct pg_hba_rule rules[sizeof hba_base / sizeof *hba_base + 2 * HBA_MAX_PEERS + 1];
     char addrs[HBA_MAX_PEERS][INET6_ADDRSTRLEN + 8];
     size_t n = 0;
+    bool nossl_rejected = false;
     for (size_t i = 0; i < sizeof hba_base / sizeof *hba_base; i++) {
         if (hba_base[i].when != HBA_PEERS) {
-            if (hba_applies(hba_base[i].when, s))
-                rules[n++] = hba_base[i].rule;
+            if (!hba_applies(hba_base[i].when, s))
+                continue;
+            struct pg_hba_rule r = hba_base[i].rule;
+            if (s->tls_only && strcmp(r.type, "host") == 0) {
+                /* tls-only: a plain TCP connection is refused before any other rule, and
+                 * every TCP rule asks for TLS */
+                if (!nossl_rejected) {
+                    rules[n++] = (struct pg_hba_rule){"hostnossl", "all", "all", "all", "reject",
+                                                      NULL};
+                    nossl_rejected = true;
+                }
+                r.type = "hostssl";
+            }
+            rules[n++] = r;
             continue;
         }
         for (size_t p = 0; tls && p < n_peers; p++) {

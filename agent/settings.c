@@ -28,6 +28,11 @@ static const char *const watchdog_names[] = {[WATCHDOG_OFF] = "off",
                                              [WATCHDOG_REQUIRED] = "required",
                                              NULL};
 
+static const char *const tls_min_names[] = {[TLS_MIN_12] = "TLSv1.2", [TLS_MIN_13] = "TLSv1.3",
+                                            NULL};
+static const char *const tls_key_names[] = {[TLS_KEY_RSA2048] = "rsa-2048",
+                                            [TLS_KEY_ECDSA_P256] = "ecdsa-p256", NULL};
+
 static const char *name_of(const char *const *names, size_t n, int value)
 {
     return value >= 0 && (size_t)value < n ? names[value] : NULL;
@@ -42,6 +47,11 @@ const char *settings_sync_commit_name(enum pg_sync_commit c)
 {
     return name_of(sync_commit_names, sizeof sync_commit_names / sizeof *sync_commit_names - 1,
                    (int)c);
+}
+
+const char *settings_tls_min_version_name(enum tls_min_version v)
+{
+    return name_of(tls_min_names, sizeof tls_min_names / sizeof *tls_min_names - 1, (int)v);
 }
 
 /* Index of s in a NULL-terminated list, or -1. */
@@ -162,14 +172,45 @@ static int store_sync_commit(const struct setting_desc *d, const struct setting_
     return 0;
 }
 
-static int store_watchdog(const struct setting_desc *d, const struct setting_value *v,
-                          struct pg_settings *out, char *rule, size_t size)
+/* The index of the value among d->choices into *field; a refusal names the choices. */
+static int store_choice(const struct setting_desc *d, const struct setting_value *v, int *field,
+                        char *rule, size_t size)
 {
     int i = choice_index(d->choices, v->s);
     if (i < 0)
         return reject_choice(d, rule, size);
-    out->ha_watchdog = (enum watchdog_mode)i;
+    *field = i;
     return 0;
+}
+
+static int store_watchdog(const struct setting_desc *d, const struct setting_value *v,
+                          struct pg_settings *out, char *rule, size_t size)
+{
+    int i = 0;
+    int rc = store_choice(d, v, &i, rule, size);
+    if (rc == 0)
+        out->ha_watchdog = (enum watchdog_mode)i;
+    return rc;
+}
+
+static int store_tls_min(const struct setting_desc *d, const struct setting_value *v,
+                         struct pg_settings *out, char *rule, size_t size)
+{
+    int i = 0;
+    int rc = store_choice(d, v, &i, rule, size);
+    if (rc == 0)
+        out->tls_min_version = (enum tls_min_version)i;
+    return rc;
+}
+
+static int store_tls_key(const struct setting_desc *d, const struct setting_value *v,
+                         struct pg_settings *out, char *rule, size_t size)
+{
+    int i = 0;
+    int rc = store_choice(d, v, &i, rule, size);
+    if (rc == 0)
+        out->tls_key_type = (enum tls_key_type)i;
+    return rc;
 }
 
 static int store_time_zone(const struct setting_desc *d, const struct setting_value *v,
@@ -279,6 +320,9 @@ const struct setting_desc settings_options[] = {
     STR_OPT("synchronous-node-count", "all", NULL, store_sync_count),
     BOOL_OPT("synchronous-mode-strict", "true", sync_strict),
     STR_OPT("ha-watchdog", "automatic", watchdog_names, store_watchdog),
+    BOOL_OPT("tls-only", "false", tls_only),
+    STR_OPT("tls-min-version", "TLSv1.2", tls_min_names, store_tls_min),
+    STR_OPT("tls-private-key-type", "rsa-2048", tls_key_names, store_tls_key),
 };
 const size_t settings_n_options = sizeof settings_options / sizeof settings_options[0];
 

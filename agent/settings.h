@@ -25,6 +25,12 @@
 
 #include "watchdog.h"
 
+enum tls_min_version { TLS_MIN_12 = 0, TLS_MIN_13 };
+enum tls_key_type { TLS_KEY_RSA2048 = 0, TLS_KEY_ECDSA_P256 };
+
+/* "TLSv1.2" / "TLSv1.3": PostgreSQL's ssl_min_protocol_version values. */
+const char *settings_tls_min_version_name(enum tls_min_version v);
+
 #define SETTINGS_TZ_MAX 64         /* request-time-zone, in characters */
 #define SETTINGS_SECRET_ID_LEN 20  /* a Juju secret id (xid): [0-9a-v]{20} */
 #define SETTINGS_SECRET_URI_MAX 66 /* secret://<36-char model uuid>/<id> */
@@ -72,6 +78,9 @@ struct pg_settings {
     int sync_node_count;                    /* synchronous-node-count: n, or one below */
     bool sync_strict;                       /* synchronous-mode-strict */
     enum watchdog_mode ha_watchdog;         /* ha-watchdog */
+    bool tls_only;                          /* tls-only: every TCP rule hostssl */
+    enum tls_min_version tls_min_version;   /* tls-min-version */
+    enum tls_key_type tls_key_type;         /* tls-private-key-type */
 };
 
 #define SETTINGS_SYNC_ALL (-1)      /* synchronous-node-count=all: every other unit */

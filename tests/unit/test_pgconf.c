@@ -730,6 +730,44 @@ TEST(hba_peer_rules_with_tls)
     free(text);
 }
 
+/* tls-only: a plain TCP connection is rejected first, every other TCP rule is hostssl, and
+ * the order and the rules themselves are otherwise unchanged */
+TEST(hba_tls_only)
+{
+    static const char *const peers[] = {"10.0.0.1"};
+    char *plain = render_hba_peers(failed, "{}", true, peers, 1);
+    char *text = render_hba_peers(failed, "{\"tls-only\":true}", true, peers, 1);
+    struct hba_lines p, h;
+    split_hba(failed, plain, &p);
+    split_hba(failed, text, &h);
+    CHECK(h.n == p.n + 1);
+    int nossl = find_rule(&h, "hostnossl all all all reject");
+    CHECK(nossl >= 0);
+    for (int i = 0; i < nossl && i < h.n; i++)
+        CHECK_STR(h.fields[i][0], "local"); /* only socket rules before it */
+    for (int i = nossl + 1, j = nossl; i < h.n && j < p.n; i++, j++) {
+        bool was_host = strcmp(p.fields[j][0], "host") == 0;
+        CHECK_STR(h.fields[i][0], was_host ? "hostssl" : p.fields[j][0]);
+        CHECK(h.nfields[i] == p.nfields[j]);
+        for (int f = 1; f < h.nfields[i] && f < p.nfields[j]; f++)
+            CHECK_STR(h.fields[i][f], p.fields[j][f]);
+    }
+    free(plain);
+    free(text);
+}
+
+TEST(conf_tls_min_version)
+{
+    struct pg_settings s;
+    char *out = NULL, *err = NULL;
+    settings_from(failed, "{\"tls-min-version\":\"TLSv1.3\"}", &s);
+    struct host_facts h = tls_facts();
+    CHECK(pgconf_render_conf(&s, &h, &out, &err) == 0);
+    has_line(failed, out, "ssl_min_protocol_version = 'TLSv1.3'");
+    free(out);
+    free(err);
+}
+
 TEST(hba_peer_rules_only_with_tls)
 {
     static const char *const peers[] = {"10.0.0.1", "fd00::2"};
@@ -893,7 +931,7 @@ TEST(hba_cert_only_with_hostssl)
         CHECK(pgconf_format_hba(&bad[i], 1, &out, &err) == -EINVAL);
         CHECK(out == NULL);
         CHECK_STR(err, "pg_hba rule 0: method is not peer (local only), scram-sha-256, cert "
-                       "(hostssl only) or reject");
+                       "(hostssl only) or reject (the only one for hostnossl)");
         free(err);
     }
     const struct pg_hba_rule ok = {"hostssl", "all", "all", "all", "cert", NULL};
@@ -906,7 +944,7 @@ TEST(hba_cert_only_with_hostssl)
     const struct pg_hba_rule typo = {"hostsl", "all", "all", "all", "cert", NULL};
     out = err = NULL;
     CHECK(pgconf_format_hba(&typo, 1, &out, &err) == -EINVAL);
-    CHECK_STR(err, "pg_hba rule 0: type is not local, host or hostssl");
+    CHECK_STR(err, "pg_hba rule 0: type is not local, host, hostssl or hostnossl");
     free(err);
 }
 
@@ -982,4 +1020,4 @@ CHECK_MAIN("pgconf", CASE(quote), CASE(units), CASE(production_1gb), CASE(produc
            CASE(hba_methods), CASE(hba_peer_rules_with_tls), CASE(hba_peer_rules_only_with_tls),
            CASE(hba_peer_address_masks), CASE(hba_peer_address_refused), CASE(hba_peer_count_limit),
            CASE(hba_format_refuses), CASE(hba_cert_only_with_hostssl), CASE(ident_map),
-           CASE(ident_app_names))
+           CASE(ident_app_names), CASE(hba_tls_only), CASE(conf_tls_min_version))

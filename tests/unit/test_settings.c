@@ -87,6 +87,9 @@ static void check_defaults(int *failed, const struct pg_settings *s)
     CHECK(s->sync_node_count == SETTINGS_SYNC_ALL);
     CHECK(s->sync_strict);
     CHECK(s->ha_watchdog == WATCHDOG_AUTOMATIC);
+    CHECK(!s->tls_only);
+    CHECK(s->tls_min_version == TLS_MIN_12);
+    CHECK(s->tls_key_type == TLS_KEY_RSA2048);
 }
 
 TEST(defaults_from_empty_config)
@@ -637,6 +640,20 @@ TEST(ha_watchdog)
                    "config ha-watchdog=true: must be a string, not a boolean");
 }
 
+TEST(tls_options)
+{
+    struct pg_settings s;
+    expect_ok(failed, "{\"tls-only\":true,\"tls-min-version\":\"TLSv1.3\","
+                      "\"tls-private-key-type\":\"ecdsa-p256\"}", &s);
+    CHECK(s.tls_only && s.tls_min_version == TLS_MIN_13 && s.tls_key_type == TLS_KEY_ECDSA_P256);
+    CHECK_STR(settings_tls_min_version_name(s.tls_min_version), "TLSv1.3");
+    expect_refused(failed, "{\"tls-min-version\":\"TLSv1.1\"}",
+                   "config tls-min-version=\"TLSv1.1\": must be one of TLSv1.2, TLSv1.3");
+    expect_refused(failed, "{\"tls-private-key-type\":\"rsa-1024\"}",
+                   "config tls-private-key-type=\"rsa-1024\": must be one of rsa-2048, "
+                   "ecdsa-p256");
+}
+
 /* renew + 2 x 1000 ms (DCS budget) + 1000 ms (fencing margin) <= TTL x 1000, reported on
  * ha-lease-ttl with the smallest TTL that would do. */
 TEST(ha_timing_rule)
@@ -925,7 +942,7 @@ TEST(config_yaml_defaults_equal_applied_defaults)
     size_t with_default = 0;
     for (size_t i = 0; i < settings_n_options; i++)
         with_default += settings_options[i].def != NULL;
-    CHECK(with_default == 15 && json_object_size(config) == with_default);
+    CHECK(with_default == 18 && json_object_size(config) == with_default);
     struct pg_settings explicit_defaults, implicit;
     char *err = NULL;
     CHECK(parse_obj(config, &explicit_defaults, &err) == 0);
@@ -941,5 +958,5 @@ CHECK_MAIN("settings", CASE(defaults_from_empty_config),
            CASE(wrong_json_types), CASE(every_problem_is_reported), CASE(enum_values),
            CASE(enum_names), CASE(booleans), CASE(time_zones), CASE(secret_uris),
            CASE(system_users_option), CASE(echo_is_capped_and_sanitised),
-           CASE(synchronous_node_count), CASE(synchronous_mode_strict), CASE(ha_watchdog), CASE(ha_timing_rule),
+           CASE(synchronous_node_count), CASE(synchronous_mode_strict), CASE(ha_watchdog), CASE(tls_options), CASE(ha_timing_rule),
            CASE(table_matches_config_yaml), CASE(config_yaml_defaults_equal_applied_defaults))

@@ -1,0 +1,150 @@
+"""TLS with no provider (issue 5, first part): every unit serves PostgreSQL with a certificate
+of the cluster's internal CA, which `get-ca-certificate` prints; clients verify it with
+sslmode=verify-full against each unit's address; replication is encrypted; `tls-only`
+refuses plain TCP connections; `tls-min-version` raises the protocol floor. Driven only
+through sandbox/bin/juju, and psycopg2 from the host to the units' addresses."""
+import os
+import subprocess
+import tempfile
+
+import psycopg2
+import pytest
+
+from conftest import REPO, poll
+from test_ha import APP, cluster_settled, primary_unit
+
+CHARM = REPO / "build" / "postgresql.charm"
+
+
+@pytest.fixture(scope="module")
+def cluster(model):
+    assert CHARM.exists(), "run `make build` first"
+    model.juju("deploy", str(CHARM), "-n", "3", "--config", "profile=testing",
+               "--config", "superuser-remote-access=true", timeout=180)
+    model.wait(cluster_settled(3), timeout=300)
+    r = model.run(f"{APP}/0", "get-password", "username=operator")
+    assert r.status == "completed", r.task
+    fd, ca = tempfile.mkstemp(prefix="tls-ca-", suffix=".pem")
+    os.close(fd)
+    try:
+        yield {"password": r.results["password"], "ca": ca}
+    finally:
+        os.unlink(ca)
+
+
+def addresses(model):
+    st = model.status()
+    return {u: d["public-address"] for u, d in st["applications"][APP]["units"].items()}
+
+
+def connect(addr, password, **kw):
+    return psycopg2.connect(host=addr, port=5432, user="operator", password=password,
+                            dbname="postgres", connect_timeout=5, **kw)
+
+
+def can_connect(addr, password, **kw):
+    try:
+        connect(addr, password, **kw).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def settle_config(model, **cfg):
+    model.juju("config", APP, *[f"{k}={v}" for k, v in cfg.items()])
+    # the agent applies config with a reload: wait until every unit ran its hook
+    model.wait(cluster_settled(3), timeout=120)
+
+
+def test_get_ca_certificate_verifies_every_unit(model, cluster):
+    cas = set()
+    for unit in addresses(model):
+        r = model.run(unit, "get-ca-certificate")
+        assert r.status == "completed", r.task
+        pem = r.results["ca-certificate"]
+        assert pem.startswith("-----BEGIN CERTIFICATE-----"), pem[:40]
+        assert "PRIVATE KEY" not in pem
+        cas.add(pem.strip())
+    assert len(cas) == 1, "every unit prints the same CA"
+    with open(cluster["ca"], "w") as f:
+        f.write(cas.pop() + "\n")
+    for unit, addr in addresses(model).items():
+        conn = connect(addr, cluster["password"], sslmode="verify-full",
+                       sslrootcert=cluster["ca"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                ssl, version = cur.fetchone()
+            assert ssl and version in ("TLSv1.2", "TLSv1.3"), (unit, ssl, version)
+        finally:
+            conn.close()
+
+
+def test_a_foreign_ca_does_not_verify(model, cluster, tmp_path):
+    # a self-signed certificate that is not the cluster's CA: verify-full must refuse
+    other = tmp_path / "other.pem"
+    key = tmp_path / "other.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(other),
+                    "-days", "1", "-subj", "/CN=not-the-cluster-ca"],
+                   check=True, capture_output=True)
+    addr = next(iter(addresses(model).values()))
+    with pytest.raises(psycopg2.OperationalError) as e:
+        connect(addr, cluster["password"], sslmode="verify-full", sslrootcert=str(other))
+    assert "certificate verify failed" in str(e.value), e.value
+
+
+def test_replication_connections_are_encrypted(model, cluster):
+    addr = addresses(model)[primary_unit(model)]
+    conn = connect(addr, cluster["password"], sslmode="verify-full", sslrootcert=cluster["ca"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT r.application_name, r.state, s.ssl, s.version, s.client_dn "
+                        "FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)")
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == 2, rows
+    for name, state, ssl, version, dn in rows:
+        assert state == "streaming" and ssl and version == "TLSv1.3", rows
+        assert dn == f"/CN={name}", rows          # certificate authentication
+
+
+def test_tls_only_refuses_plain_connections(model, cluster):
+    addr = next(iter(addresses(model).values()))
+    connect(addr, cluster["password"], sslmode="disable").close()   # allowed by default
+    settle_config(model, **{"tls-only": "true"})
+
+    poll(lambda: not can_connect(addr, cluster["password"], sslmode="disable"), 60,
+         what="tls-only applied")
+    with pytest.raises(psycopg2.OperationalError) as e:
+        connect(addr, cluster["password"], sslmode="disable")
+    assert "no encryption" in str(e.value), e.value
+    for a in addresses(model).values():
+        with pytest.raises(psycopg2.OperationalError):
+            connect(a, cluster["password"], sslmode="disable")
+        connect(a, cluster["password"], sslmode="verify-full",
+                sslrootcert=cluster["ca"]).close()
+    settle_config(model, **{"tls-only": "false"})
+    poll(lambda: can_connect(addr, cluster["password"], sslmode="disable"), 60,
+         what="tls-only removed")
+
+
+def test_tls_min_version(model, cluster):
+    addr = next(iter(addresses(model).values()))
+    settle_config(model, **{"tls-min-version": "TLSv1.3"})
+
+    poll(lambda: not can_connect(addr, cluster["password"], sslmode="verify-full",
+                                 sslrootcert=cluster["ca"], ssl_max_protocol_version="TLSv1.2"),
+         60, what="TLSv1.3 minimum applied")
+    conn = connect(addr, cluster["password"], sslmode="verify-full", sslrootcert=cluster["ca"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert cur.fetchone()[0] == "TLSv1.3"
+    finally:
+        conn.close()
+    settle_config(model, **{"tls-min-version": "TLSv1.2"})
+    poll(lambda: can_connect(addr, cluster["password"], sslmode="verify-full",
+                             sslrootcert=cluster["ca"], ssl_max_protocol_version="TLSv1.2"),
+         60, what="TLSv1.2 accepted again")
