@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +24,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -665,6 +667,19 @@ static int certs_read(const char *pem, const char *what, cert_list **out, char *
 }
 
 /* A request whose signature verifies and whose key follows the policy. */
+/* The first request of the len bytes of PEM at pem (no checks beyond parsing). */
+static int req_parse(const char *pem, size_t len, const char *what, X509_REQ **out, char **err)
+{
+    BIO *b = bio_over(pem, len);
+    if (!b)
+        return errmsg_set(err, -ENOMEM, "out of memory reading the %s", what);
+    *out = PEM_read_bio_X509_REQ(b, NULL, no_passphrase, NULL);
+    BIO_free(b);
+    if (!*out)
+        return errmsg_set(err, -EINVAL, "the %s is not a PEM request (%s)", what, ossl_reason());
+    return 0;
+}
+
 static int csr_read(const char *pem, X509_REQ **out, char **err)
 {
     static const char what[] = "certificate signing request";
@@ -673,13 +688,10 @@ static int csr_read(const char *pem, X509_REQ **out, char **err)
     int rc = pem_length(pem, what, &len, err);
     if (rc < 0)
         return rc;
-    BIO *b = bio_over(pem, len);
-    if (!b)
-        return errmsg_set(err, -ENOMEM, "out of memory reading the %s", what);
-    X509_REQ *req = PEM_read_bio_X509_REQ(b, NULL, no_passphrase, NULL);
-    BIO_free(b);
-    if (!req)
-        return errmsg_set(err, -EINVAL, "the %s is not a PEM request (%s)", what, ossl_reason());
+    X509_REQ *req = NULL;
+    rc = req_parse(pem, len, what, &req, err);
+    if (rc < 0)
+        return rc;
     EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
     if (!pub) {
         X509_REQ_free(req);
@@ -895,8 +907,25 @@ out:
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-int x509_csr_create(const char *key_pem, const char *common_name, const struct x509_sans *sans,
-                    char **csr_pem, char **err)
+/* A fresh random UUID4 in text (RFC 9562: version 4, variant 10), 36 characters. */
+static int uuid4_text(char out[37])
+{
+    unsigned char u[16];
+    if (RAND_bytes(u, (int)sizeof(u)) != 1)
+        return -EIO;
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40);
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80);
+    char hex[33];
+    hex_encode(u, sizeof(u), hex);
+    int n =
+        snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+    OPENSSL_cleanse(u, sizeof(u));
+    return n == 36 ? 0 : -EIO;
+}
+
+/* x509_csr_create, and with `unique` an x500UniqueIdentifier (a fresh UUID4) after the CN. */
+static int csr_make(const char *key_pem, const char *common_name, const struct x509_sans *sans,
+                    bool unique, char **csr_pem, char **err)
 {
     if (!csr_pem)
         return errmsg_set(err, -EINVAL, "x509_csr_create: no place for the request");
@@ -921,6 +950,16 @@ int x509_csr_create(const char *key_pem, const char *common_name, const struct x
         rc = name_make(common_name, &name, err);
     if (rc < 0)
         goto out;
+    if (unique) {
+        char uuid[37];
+        if (uuid4_text(uuid) < 0 ||
+            X509_NAME_add_entry_by_NID(name, NID_x500UniqueIdentifier, MBSTRING_ASC,
+                                       (const unsigned char *)uuid, -1, -1, 0) != 1) {
+            rc = errmsg_set(err, -EIO, "cannot add a unique identifier to the request (%s)",
+                            ossl_reason());
+            goto out;
+        }
+    }
     req = X509_REQ_new();
     exts = sk_X509_EXTENSION_new_null();
     X509_EXTENSION *ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens);
@@ -961,6 +1000,63 @@ out:
     X509_REQ_free(req);
     EVP_PKEY_free(pk);
     GENERAL_NAMES_free(gens);
+    return rc;
+}
+
+int x509_csr_create(const char *key_pem, const char *common_name, const struct x509_sans *sans,
+                    char **csr_pem, char **err)
+{
+    return csr_make(key_pem, common_name, sans, false, csr_pem, err);
+}
+
+int x509_csr_create_unique(const char *key_pem, const char *common_name,
+                           const struct x509_sans *sans, char **csr_pem, char **err)
+{
+    return csr_make(key_pem, common_name, sans, true, csr_pem, err);
+}
+
+/* The DER of the one certificate request that pem holds (exactly one PEM block). */
+static int csr_der(const char *pem, const char *what, unsigned char **der, int *len, char **err)
+{
+    size_t n = 0;
+    *der = NULL;
+    *len = 0;
+    int rc = pem_length(pem, what, &n, err);
+    if (rc < 0)
+        return rc;
+    int n_blocks = 0;
+    (void)pem_classify(pem, n, &n_blocks);
+    if (n_blocks != 1)
+        return errmsg_set(err, -EINVAL, "the %s holds %d PEM blocks: one request was expected",
+                          what, n_blocks);
+    X509_REQ *req = NULL;
+    rc = req_parse(pem, n, what, &req, err);
+    if (rc < 0)
+        return rc;
+    int k = i2d_X509_REQ(req, der);
+    X509_REQ_free(req);
+    if (k <= 0) {
+        *der = NULL;
+        return errmsg_set(err, -EINVAL, "the %s cannot be encoded (%s)", what, ossl_reason());
+    }
+    *len = k;
+    return 0;
+}
+
+int x509_csr_same(const char *a_pem, const char *b_pem, bool *same, char **err)
+{
+    if (!same)
+        return errmsg_set(err, -EINVAL, "x509_csr_same: no place for the result");
+    *same = false;
+    unsigned char *a = NULL, *b = NULL;
+    int la = 0, lb = 0;
+    int rc = csr_der(a_pem, "first request", &a, &la, err);
+    if (rc == 0)
+        rc = csr_der(b_pem, "second request", &b, &lb, err);
+    if (rc == 0)
+        *same = la == lb && memcmp(a, b, (size_t)la) == 0;
+    OPENSSL_free(a);
+    OPENSSL_free(b);
     return rc;
 }
 
@@ -1131,6 +1227,7 @@ int x509_cert_info(const char *cert_pem, struct x509_info *out, char **err)
         goto out;
     }
     out->is_ca = (flags & EXFLAG_CA) != 0;
+    out->self_signed = (flags & EXFLAG_SS) != 0;
     if (flags & EXFLAG_XKUSAGE) {
         uint32_t xku = X509_get_extended_key_usage(x);
         out->server_auth = (xku & XKU_SSL_SERVER) != 0;
@@ -1191,7 +1288,9 @@ int x509_key_matches_cert(const char *key_pem, const char *cert_pem, bool *match
     return rc;
 }
 
-int x509_verify_chain(const char *cert_pem, const char *ca_bundle_pem, time_t at, char **err)
+/* x509_verify_chain; partial: every certificate of the bundle is a trust anchor. */
+static int verify(const char *cert_pem, const char *ca_bundle_pem, time_t at, bool partial,
+                  char **err)
 {
     cert_list *chain = NULL, *anchors = NULL;
     X509_STORE *store = NULL;
@@ -1219,6 +1318,8 @@ int x509_verify_chain(const char *cert_pem, const char *ca_bundle_pem, time_t at
         goto out;
     }
     X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), at);
+    if (partial)
+        X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx), X509_V_FLAG_PARTIAL_CHAIN);
     if (X509_verify_cert(ctx) != 1) {
         int e = X509_STORE_CTX_get_error(ctx);
         bool expired = e == X509_V_ERR_CERT_HAS_EXPIRED || e == X509_V_ERR_CERT_NOT_YET_VALID;
@@ -1234,6 +1335,56 @@ out:
     X509_free(leaf);
     sk_X509_pop_free(chain, X509_free);
     sk_X509_pop_free(anchors, X509_free);
+    return rc;
+}
+
+int x509_verify_chain(const char *cert_pem, const char *ca_bundle_pem, time_t at, char **err)
+{
+    return verify(cert_pem, ca_bundle_pem, at, false, err);
+}
+
+int x509_verify_anchored(const char *cert_pem, const char *anchors_pem, time_t at, char **err)
+{
+    return verify(cert_pem, anchors_pem, at, true, err);
+}
+
+int x509_certs_normalize(const char *pem, char **out, size_t *n, char **err)
+{
+    if (!out || !n)
+        return errmsg_set(err, -EINVAL, "x509_certs_normalize: no place for the result");
+    *out = NULL;
+    *n = 0;
+    cert_list *sk = NULL;
+    int rc = certs_read(pem, "certificate list", &sk, err);
+    if (rc < 0)
+        return rc;
+    int n_blocks = 0;
+    (void)pem_classify(pem, strlen(pem), &n_blocks);
+    int count = sk_X509_num(sk);
+    BIO *b = NULL;
+    if (n_blocks != count) {
+        rc = errmsg_set(err, -EINVAL,
+                        "the certificate list holds %d PEM blocks of which %d are certificates: "
+                        "only certificates were expected",
+                        n_blocks, count);
+        goto out;
+    }
+    b = BIO_new(BIO_s_mem());
+    if (!b) {
+        rc = errmsg_set(err, -ENOMEM, "out of memory writing certificates");
+        goto out;
+    }
+    for (int i = 0; i < count; i++)
+        if (PEM_write_bio_X509(b, sk_X509_value(sk, i)) != 1) {
+            rc = errmsg_set(err, -EIO, "cannot write a certificate as PEM (%s)", ossl_reason());
+            goto out;
+        }
+    rc = bio_take(b, false, out, err);
+    if (rc == 0)
+        *n = (size_t)count;
+out:
+    BIO_free(b);
+    sk_X509_pop_free(sk, X509_free);
     return rc;
 }
 

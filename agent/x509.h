@@ -11,9 +11,9 @@
  *
  * Return codes: 0 on success; -EINVAL for a bad argument or input (malformed PEM, a bad
  * signature, a key or name that breaks a rule below); -ENOMEM; -EIO when OpenSSL fails at
- * something that should not fail (key generation, signing); x509_verify_chain and
- * x509_issue also use -EKEYEXPIRED (outside a validity period) and -EKEYREJECTED (does not
- * verify).
+ * something that should not fail (key generation, signing); x509_verify_chain,
+ * x509_verify_anchored and x509_issue also use -EKEYEXPIRED (outside a validity period) and
+ * -EKEYREJECTED (does not verify).
  *
  * Policy for every key read or put in a certificate: RSA of 2048 to 8192 bits, or EC on
  * P-256 or P-384. Names: a common name is 1 to X509_CN_LEN bytes of UTF-8 without control
@@ -68,6 +68,8 @@ struct x509_info {
     time_t not_before;
     time_t not_after;
     bool is_ca;           /* basicConstraints CA:TRUE */
+    bool self_signed;     /* issuer = subject, and no authority key identifier or it names the
+                           * certificate's own key (OpenSSL's EXFLAG_SS; signature not checked) */
     bool server_auth;     /* an extendedKeyUsage extension is present and lists serverAuth */
     bool client_auth;     /* ... and lists clientAuth */
     char cn[X509_CN_BUF]; /* subject CN, "" when there is none */
@@ -105,6 +107,21 @@ int x509_ca_create(const char *common_name, int days, char **cert_pem, char **ke
 int x509_csr_create(const char *key_pem, const char *common_name, const struct x509_sans *sans,
                     char **csr_pem, char **err);
 
+/* x509_csr_create, plus a subject attribute x500UniqueIdentifier (after the CN) holding a
+ * fresh random UUID4 in text, as Canonical's tls_certificates v4 library does: two requests
+ * for the same key and names differ (RSA PKCS#1 v1.5 signatures are deterministic), so a
+ * renewal is a new request to the provider. x509_issue copies the CN alone, ignoring it. */
+int x509_csr_create_unique(const char *key_pem, const char *common_name,
+                           const struct x509_sans *sans, char **csr_pem, char **err);
+
+/* *same = whether a_pem and b_pem are the same request: each must be exactly one PEM block
+ * holding a certificate request, and their DER encodings are compared byte for byte (so line
+ * wrapping, CRLF line ends, text around the block and the "NEW CERTIFICATE REQUEST" label do
+ * not matter).
+ * Signatures are not checked. -EINVAL when either does not parse; *same is false on
+ * failure. */
+int x509_csr_same(const char *a_pem, const char *b_pem, bool *same, char **err);
+
 /* A certificate for the request, signed by the CA (SHA-256): the request's signature must
  * verify and its key follow the policy; the subject is its CN (required) alone; its DNS and
  * IP SANs are copied (at least one; any other kind is refused); other requested extensions
@@ -136,6 +153,17 @@ int x509_key_matches_cert(const char *key_pem, const char *cert_pem, bool *match
  * expired or not yet valid at `at`; -EKEYREJECTED for any other verification failure (the
  * message says which, in OpenSSL's words); -EINVAL for malformed input. */
 int x509_verify_chain(const char *cert_pem, const char *ca_bundle_pem, time_t at, char **err);
+
+/* x509_verify_chain, except that every certificate of anchors_pem is a trust anchor even
+ * when it is not self-signed (OpenSSL's X509_V_FLAG_PARTIAL_CHAIN): to check a certificate
+ * against the issuing CA a provider names, which may be an intermediate. */
+int x509_verify_anchored(const char *cert_pem, const char *anchors_pem, time_t at, char **err);
+
+/* The certificates in pem (1 to 64, and no PEM block of another kind; text around the
+ * blocks is ignored) written again as PEM from their DER, in order, into *out (malloc'd):
+ * a canonical text, to compare certificates as strings and to write files. *n = how many.
+ * -EINVAL for malformed input or a block that is not a certificate. */
+int x509_certs_normalize(const char *pem, char **out, size_t *n, char **err);
 
 /* Whether have (from a certificate) and want hold the same sets of names: order and
  * duplicates do not matter, DNS names compare case-insensitively, IPs as addresses

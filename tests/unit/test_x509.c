@@ -1055,9 +1055,203 @@ out:
     free_ca(&other);
 }
 
+/* ---- unique requests, request and certificate comparison, anchored verification -------- */
+
+/* pem with CRLF line ends, text before it and spaces after it. */
+static char *crlf_variant(const char *pem)
+{
+    size_t n = strlen(pem);
+    char *s = malloc(2 * n + 32);
+    if (!s)
+        return NULL;
+    char *q = s + sprintf(s, "note\r\n");
+    for (const char *p = pem; *p; p++) {
+        if (*p == '\n')
+            *q++ = '\r';
+        *q++ = *p;
+    }
+    strcpy(q, "  \t\r\n");
+    return s;
+}
+
+/* The x500UniqueIdentifier of a request as text, "" when there is none (buf of 64). */
+static void unique_id_of(const char *csr, char *buf)
+{
+    buf[0] = '\0';
+    BIO *b = BIO_new_mem_buf(csr, -1);
+    X509_REQ *req = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+    const X509_NAME *name = req ? X509_REQ_get_subject_name(req) : NULL;
+    int idx = name ? X509_NAME_get_index_by_NID(name, NID_x500UniqueIdentifier, -1) : -1;
+    const X509_NAME_ENTRY *e = idx >= 0 ? X509_NAME_get_entry(name, idx) : NULL;
+    const ASN1_STRING *d = e ? X509_NAME_ENTRY_get_data(e) : NULL;
+    if (d && ASN1_STRING_length(d) < 64) {
+        memcpy(buf, ASN1_STRING_get0_data(d), (size_t)ASN1_STRING_length(d));
+        buf[ASN1_STRING_length(d)] = '\0';
+    }
+    X509_REQ_free(req);
+    BIO_free(b);
+}
+
+static bool uuid4_shaped(const char *u)
+{
+    if (strlen(u) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? u[i] != '-' : !strchr("0123456789abcdef", u[i]))
+            return false;
+    }
+    return u[14] == '4' && strchr("89ab", u[19]) != NULL;
+}
+
+TEST(csr_unique_and_same)
+{
+    struct ca ca = {0};
+    char *key = NULL, *a = NULL, *b = NULL, *p1 = NULL, *p2 = NULL, *cert = NULL, *err = NULL;
+    char *variant = NULL, *two = NULL;
+    CHECK(make_ca(&ca, "unique-ca", 30));
+    CHECK(x509_key_generate(X509_KEY_RSA2048, &key, &err) == 0);
+    if (!key || !ca.cert)
+        goto out;
+    /* plain RSA requests are deterministic: the same bytes twice */
+    CHECK(x509_csr_create(key, "postgresql-0", &unit_sans, &p1, &err) == 0);
+    CHECK(x509_csr_create(key, "postgresql-0", &unit_sans, &p2, &err) == 0);
+    CHECK(p1 && p2 && strcmp(p1, p2) == 0);
+    char uid[64];
+    unique_id_of(p1, uid);
+    CHECK(uid[0] == '\0');
+    /* unique requests differ, carry a UUID4, and are otherwise the same request */
+    CHECK(x509_csr_create_unique(key, "postgresql-0", &unit_sans, &a, &err) == 0);
+    CHECK(x509_csr_create_unique(key, "postgresql-0", &unit_sans, &b, &err) == 0);
+    if (!a || !b || !p1)
+        goto out;
+    CHECK(strcmp(a, b) != 0);
+    char ua[64], ub[64];
+    unique_id_of(a, ua);
+    unique_id_of(b, ub);
+    CHECK(uuid4_shaped(ua) && uuid4_shaped(ub) && strcmp(ua, ub) != 0);
+    struct x509_csr_info ia, ip;
+    CHECK(x509_csr_info(a, &ia, &err) == 0 && x509_csr_info(p1, &ip, &err) == 0);
+    CHECK_STR(ia.cn, "postgresql-0");
+    CHECK_STR(ia.pubkey_sha256, ip.pubkey_sha256);
+    CHECK(x509_sans_equal(&ia.sans, &unit_sans));
+    /* x509_issue copies the CN alone */
+    CHECK(x509_issue(a, ca.cert, ca.key, 10, X509_USAGE_SERVER_CLIENT, &cert, &err) == 0);
+    struct x509_info info;
+    CHECK(cert && x509_cert_info(cert, &info, &err) == 0);
+    CHECK_STR(info.cn, "postgresql-0");
+    X509 *x = cert ? parse_cert(cert) : NULL;
+    CHECK(x && X509_NAME_entry_count(X509_get_subject_name(x)) == 1);
+    X509_free(x);
+    /* bad arguments are x509_csr_create's */
+    char *none = NULL;
+    CHECK(x509_csr_create_unique(key, "", &unit_sans, &none, &err) == -EINVAL && !none);
+    CHECK(x509_csr_create_unique(key, "u", NULL, &none, &err) == -EINVAL && !none);
+    CHECK(x509_csr_create_unique(key, "u", &unit_sans, NULL, &err) == -EINVAL);
+
+    /* same: DER equality, formatting aside */
+    bool same = true;
+    CHECK(x509_csr_same(a, a, &same, &err) == 0 && same);
+    CHECK(x509_csr_same(a, b, &same, &err) == 0 && !same);
+    CHECK(x509_csr_same(p1, p2, &same, &err) == 0 && same);
+    variant = crlf_variant(a);
+    CHECK(variant && x509_csr_same(variant, a, &same, &err) == 0 && same);
+    CHECK(variant && x509_csr_same(b, variant, &same, &err) == 0 && !same);
+    /* two requests, a certificate, garbage, NULL: -EINVAL and not the same */
+    if (asprintf(&two, "%s%s", a, b) < 0)
+        two = NULL;
+    same = true;
+    CHECK(two && x509_csr_same(two, a, &same, &err) == -EINVAL && !same);
+    CHECK(msg_clean(err, two, two ? strlen(two) : 0));
+    same = true;
+    CHECK(x509_csr_same(a, cert, &same, &err) == -EINVAL && !same);
+    CHECK(msg_clean(err, cert, strlen(cert)));
+    CHECK(x509_csr_same("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE "
+                        "REQUEST-----\n",
+                        a, &same, &err) == -EINVAL);
+    CHECK(x509_csr_same(NULL, a, &same, &err) == -EINVAL && !same);
+    CHECK(x509_csr_same(a, "", &same, &err) == -EINVAL && !same);
+    CHECK(x509_csr_same(a, a, NULL, &err) == -EINVAL);
+out:
+    free(two);
+    free(variant);
+    free(cert);
+    free(a);
+    free(b);
+    free(p1);
+    free(p2);
+    free(err);
+    password_free(key);
+    free_ca(&ca);
+}
+
+TEST(certs_normalize_and_anchored)
+{
+    struct ca ca = {0}, other = {0};
+    char *key = NULL, *csr = NULL, *cert = NULL, *err = NULL, *norm = NULL, *variant = NULL;
+    char *pair = NULL, *mixed = NULL;
+    CHECK(make_ca(&ca, "norm-ca", 30));
+    CHECK(make_ca(&other, "other-ca", 30));
+    CHECK(make_leaf(&ca, X509_KEY_ECDSA_P256, 10, &key, &csr, &cert));
+    if (!cert || !other.cert)
+        goto out;
+    struct x509_info info;
+    CHECK(x509_cert_info(ca.cert, &info, &err) == 0 && info.self_signed && info.is_ca);
+    CHECK(x509_cert_info(cert, &info, &err) == 0 && !info.self_signed && !info.is_ca);
+
+    size_t n = 0;
+    CHECK(x509_certs_normalize(cert, &norm, &n, &err) == 0 && n == 1);
+    CHECK(norm && strcmp(norm, cert) == 0); /* OpenSSL's own PEM is already canonical */
+    free(norm);
+    norm = NULL;
+    variant = crlf_variant(cert);
+    CHECK(variant && x509_certs_normalize(variant, &norm, &n, &err) == 0 && n == 1);
+    CHECK(norm && strcmp(norm, cert) == 0);
+    free(norm);
+    norm = NULL;
+    if (asprintf(&pair, "%s\n%s", cert, ca.cert) < 0)
+        pair = NULL;
+    CHECK(pair && x509_certs_normalize(pair, &norm, &n, &err) == 0 && n == 2);
+    CHECK(norm && strncmp(norm, cert, strlen(cert)) == 0 &&
+          strcmp(norm + strlen(cert), ca.cert) == 0);
+    free(norm);
+    norm = NULL;
+    /* a block of another kind, a request, garbage: refused, nothing returned */
+    if (asprintf(&mixed, "%s%s", cert, ca.key) < 0)
+        mixed = NULL;
+    n = 9;
+    CHECK(mixed && x509_certs_normalize(mixed, &norm, &n, &err) == -EINVAL && !norm && n == 0);
+    CHECK(msg_clean(err, mixed, mixed ? strlen(mixed) : 0));
+    CHECK(x509_certs_normalize(csr, &norm, &n, &err) == -EINVAL && !norm);
+    CHECK(x509_certs_normalize("hello", &norm, &n, &err) == -EINVAL && !norm);
+    CHECK(x509_certs_normalize(NULL, &norm, &n, &err) == -EINVAL && !norm);
+    CHECK(x509_certs_normalize(cert, NULL, &n, &err) == -EINVAL);
+
+    /* anchored: any certificate of the bundle is a trust anchor */
+    time_t now = time(NULL);
+    CHECK(x509_verify_anchored(cert, ca.cert, now, &err) == 0);
+    CHECK(x509_verify_anchored(cert, other.cert, now, &err) == -EKEYREJECTED);
+    CHECK(x509_verify_anchored(cert, cert, now, &err) == 0);
+    CHECK(x509_verify_chain(cert, cert, now, &err) == -EKEYREJECTED);
+    CHECK(x509_verify_anchored(cert, ca.cert, now + 400 * DAY, &err) == -EKEYEXPIRED);
+    CHECK(x509_verify_anchored(cert, "junk", now, &err) == -EINVAL);
+out:
+    free(mixed);
+    free(pair);
+    free(variant);
+    free(norm);
+    free(err);
+    free(cert);
+    free(csr);
+    password_free(key);
+    free_ca(&ca);
+    free_ca(&other);
+}
+
 CHECK_MAIN("x509", CASE(key_generate_both_types), CASE(key_check_policy),
            CASE(ca_create_and_inspect), CASE(ca_create_bad_arguments), CASE(issue_ecdsa_unit),
            CASE(issue_rsa_unit), CASE(expiry_and_cap), CASE(key_matches_cert_cases),
            CASE(sans_equal_sets), CASE(renew_due_thresholds), CASE(csr_create_bad_inputs),
            CASE(issue_and_info_bad_inputs), CASE(foreign_requests_and_certs),
-           CASE(openssl_cli_cross_check))
+           CASE(openssl_cli_cross_check), CASE(csr_unique_and_same),
+           CASE(certs_normalize_and_anchored))
