@@ -17,6 +17,7 @@
 #include "restapi.h"
 #include "settings.h"
 #include "timeline.h"
+#include "tls.h"
 #include "watchdog.h"
 #include "version.h"
 
@@ -678,7 +679,7 @@ static void conninfo(char *buf, size_t size, const char *host, const char *user,
              "sslcert=%s sslkey=%s sslrootcert=%s connect_timeout=2 keepalives=1 "
              "keepalives_idle=2 keepalives_interval=1 keepalives_count=3",
              host, PG_PORT, user, repl ? "" : " dbname=postgres", L.p.name, pki_pg.cert,
-             pki_pg.key, pki_pg.ca);
+             pki_pg.key, access(TLS_TRUST, R_OK) == 0 ? TLS_TRUST : pki_pg.ca);
 }
 
 static int write_quoted(FILE *f, const char *name, const char *value)

@@ -35,7 +35,7 @@ const struct pki_files pki_etcd = {PKI_ETCD_DIR "/ca.pem", PKI_ETCD_DIR "/cert.p
 
 /* A whole small file (at most X509_PEM_MAX), NUL-terminated; *out NULL when it does not
  * exist. secret: read into a sodium buffer (password_free), else malloc. */
-static int read_pem(const char *path, bool secret, char **out, char **err)
+int pki_read_file(const char *path, bool secret, char **out, char **err)
 {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -72,12 +72,12 @@ static int read_pem(const char *path, bool secret, char **out, char **err)
 /* Write content atomically with this owner and mode 0600; the directory is created 0700
  * with the same owner. Returns 1 when it changed, 0 when it already was that, -errno
  * (-EINVAL for a NULL content). */
-static int write_pem(const char *path, const char *content, uid_t uid, gid_t gid, char **err)
+int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, char **err)
 {
     if (!content) /* a caller's bug: never replace a file with nothing */
         return errmsg_set(err, -EINVAL, "%s: no content to write", path);
     char *cur = NULL;
-    if (read_pem(path, true, &cur, err) < 0)
+    if (pki_read_file(path, true, &cur, err) < 0)
         return -EIO;
     bool same = cur && strcmp(cur, content) == 0;
     password_free(cur);
@@ -256,9 +256,9 @@ static int install_copy(const struct pki_files *f, const char *user, const char 
         uid = pw->pw_uid;
         gid = pw->pw_gid;
     }
-    int a = write_pem(f->ca, ca, uid, gid, err);
-    int b = a < 0 ? a : write_pem(f->cert, cert, uid, gid, err);
-    int c = b < 0 ? b : write_pem(f->key, key, uid, gid, err);
+    int a = pki_write_file(f->ca, ca, uid, gid, err);
+    int b = a < 0 ? a : pki_write_file(f->cert, cert, uid, gid, err);
+    int c = b < 0 ? b : pki_write_file(f->key, key, uid, gid, err);
     if (c < 0)
         return c;
     if (a > 0 || b > 0 || c > 0)
@@ -274,7 +274,7 @@ int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool 
     int rc = ensure_ca(ev, pv, leader, &ca_cert, &ca_key, err);
     if (rc < 0)
         return rc;
-    rc = read_pem(pki_agent.key, true, &key, err);
+    rc = pki_read_file(pki_agent.key, true, &key, err);
     if (rc < 0)
         goto out;
     char *why_key = NULL;
@@ -288,7 +288,7 @@ int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool 
             goto out;
     }
     free(why_key);
-    rc = read_pem(pki_agent.cert, false, &cert, err);
+    rc = pki_read_file(pki_agent.cert, false, &cert, err);
     if (rc < 0)
         goto out;
     struct wanted_names w;

@@ -16,6 +16,7 @@
 #define PG_AGENT_PKI_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "peers.h"
 #include "request.h"
@@ -29,6 +30,14 @@
 struct pki_files {
     const char *ca, *cert, *key;
 };
+
+/* A PEM file (at most X509_PEM_MAX bytes) into *out (malloc'd, or a sodium buffer to free
+ * with password_free when secret); *out NULL when the file does not exist. 0 or -errno. */
+int pki_read_file(const char *path, bool secret, char **out, char **err);
+
+/* content into path atomically, this owner, mode 0600 (its directory 0700, created).
+ * Returns 1 when the file changed, 0 when it already was that, -errno. */
+int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, char **err);
 
 /* The three copies (see above). */
 extern const struct pki_files pki_agent, pki_pg, pki_etcd;

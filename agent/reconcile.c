@@ -9,6 +9,7 @@
 #include "ha.h"
 #include "peers.h"
 #include "pki.h"
+#include "tls.h"
 #include "errmsg.h"
 #include "hooktool.h"
 #include "log.h"
@@ -218,15 +219,21 @@ static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
     }
 }
 
+static bool tls_active; /* this pass: tls_converge installed the provider's certificate */
+
 static void host_facts_of(const struct pg_install *pg, bool tls, struct host_facts *h)
 {
     *h = (struct host_facts){.ram_mb = ram_mb(), .cpus = cpus(), .major = pg->major,
                              .data_dir = pg->datadir, .socket_dir = PG_SOCKET_DIR,
                              .port = PG_PORT, .include = HA_CONF_FILE};
     if (tls) {
-        h->tls_cert = pki_pg.cert;
-        h->tls_key = pki_pg.key;
-        h->tls_ca = pki_pg.ca;
+        /* the provider's certificate once tls.c installed it, else the internal one; the
+         * trust bundle (internal CA + provider CAs) once written */
+        bool provider = tls_active && access(TLS_CLIENT_CERT, R_OK) == 0 &&
+                        access(TLS_CLIENT_KEY, R_OK) == 0;
+        h->tls_cert = provider ? TLS_CLIENT_CERT : pki_pg.cert;
+        h->tls_key = provider ? TLS_CLIENT_KEY : pki_pg.key;
+        h->tls_ca = access(TLS_TRUST, R_OK) == 0 ? TLS_TRUST : pki_pg.ca;
     }
 }
 
@@ -589,6 +596,18 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     if (rc < 0)
         goto failed;
+    struct tls_state tst;
+    rc = tls_converge(ev, &pv, &settings, &tst, &changed, &err);
+    if (rc < 0)
+        goto failed;
+    tls_active = tst.active;
+    if (tst.problem)
+        want(&st, "blocked", "%s", tst.message);
+    if (tst.renew_at > 0) {
+        time_t now = time(NULL);
+        long long ms = tst.renew_at > now ? (long long)(tst.renew_at - now) * 1000 + 1000 : 1000;
+        ha_poke_later(ms > 12LL * 3600 * 1000 ? 12 * 3600 * 1000 : (int)ms);
+    }
     struct cluster_state cs;
     if (cluster_converge(ev, &pv, facts.is_leader, &cs, &err) < 0)
         goto failed;

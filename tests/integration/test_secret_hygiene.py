@@ -50,6 +50,8 @@ def unit_pids(init_pid):
 # The private key of the unit's peer certificate: on disk for the programs that read it.
 TLS_KEYS = {"var/lib/pg-agent/tls/key.pem": "root",
             "var/lib/postgresql/pg-agent-tls/key.pem": "postgres",
+            # the key of a tls-certificates provider's certificate (tls.c), when integrated
+            "var/lib/postgresql/pg-agent-tls/client-key.pem": "postgres",
             "var/lib/etcd/pg-agent-tls/key.pem": "etcd"}
 
 

@@ -1,8 +1,11 @@
-"""TLS with no provider (issue 5, first part): every unit serves PostgreSQL with a certificate
-of the cluster's internal CA, which `get-ca-certificate` prints; clients verify it with
+"""TLS (issue 5): with no provider every unit serves PostgreSQL with a certificate of the
+cluster's internal CA, which `get-ca-certificate` prints; clients verify it with
 sslmode=verify-full against each unit's address; replication is encrypted; `tls-only`
-refuses plain TCP connections; `tls-min-version` raises the protocol floor. Driven only
-through sandbox/bin/juju, and psycopg2 from the host to the units' addresses."""
+refuses plain TCP connections; `tls-min-version` raises the protocol floor. With the test
+provider (tests/charms/tls-provider) on `client-certificates`, every unit serves the
+provider's certificate, replication keeps streaming over TLS, PostgreSQL is not restarted,
+and removing the relation falls back to the internal CA, again without a restart. Driven
+only through sandbox/bin/juju, and psycopg2 from the host to the units' addresses."""
 import os
 import subprocess
 import tempfile
@@ -148,3 +151,79 @@ def test_tls_min_version(model, cluster):
     poll(lambda: can_connect(addr, cluster["password"], sslmode="verify-full",
                              sslrootcert=cluster["ca"], ssl_max_protocol_version="TLSv1.2"),
          60, what="TLSv1.2 accepted again")
+
+
+# ---- a tls-certificates provider on client-certificates -------------------------------------
+
+def start_times(model, cluster):
+    out = {}
+    for unit, addr in addresses(model).items():
+        conn = connect(addr, cluster["password"], sslmode="verify-full",
+                       sslrootcert=cluster["trust"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_postmaster_start_time()")
+                out[unit] = cur.fetchone()[0]
+        finally:
+            conn.close()
+    return out
+
+
+def all_verify(model, cluster, ca_file):
+    return all(can_connect(a, cluster["password"], sslmode="verify-full", sslrootcert=ca_file)
+               for a in addresses(model).values())
+
+
+def streaming_over_tls(model, cluster, ca_file):
+    addr = addresses(model)[primary_unit(model)]
+    conn = connect(addr, cluster["password"], sslmode="verify-full", sslrootcert=ca_file)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s "
+                        "USING (pid) WHERE r.state = 'streaming' AND s.ssl")
+            return cur.fetchone()[0] == 2
+    finally:
+        conn.close()
+
+
+def test_provider_certificates_are_served_without_restart(model, cluster, tmp_path):
+    # both CAs trusted by the test client while the units switch
+    with open(cluster["ca"]) as f:
+        internal = f.read()
+    cluster["trust"] = str(tmp_path / "both.pem")
+    with open(cluster["trust"], "w") as f:
+        f.write(internal)
+    before = start_times(model, cluster)
+    model.deploy("tls-provider", config={"certificate-validity": "1d"})
+    model.juju("integrate", f"{APP}:client-certificates", "tls-provider:certificates")
+    model.wait(lambda st: st["applications"].get("tls-provider", {}).get("units") and
+               all(u["workload-status"]["current"] == "active"
+                   for u in st["applications"]["tls-provider"]["units"].values()), timeout=120)
+    r = model.run("tls-provider/0", "get-ca-certificate")
+    assert r.status == "completed", r.task
+    provider_ca = str(tmp_path / "provider.pem")
+    with open(provider_ca, "w") as f:
+        f.write(r.results["ca-certificate"].strip() + "\n")
+    with open(cluster["trust"], "w") as f:
+        f.write(internal + r.results["ca-certificate"].strip() + "\n")
+    poll(lambda: all_verify(model, cluster, provider_ca), 120,
+         what="every unit serving the provider's certificate")
+    poll(lambda: streaming_over_tls(model, cluster, provider_ca), 60,
+         what="both replicas streaming over TLS")
+    assert start_times(model, cluster) == before, "PostgreSQL restarted"
+    for unit in addresses(model):
+        r = model.exec(unit, "stat -c '%U %a' /var/lib/postgresql/pg-agent-tls/client-key.pem "
+                             "/var/lib/postgresql/pg-agent-tls/client-cert.pem")
+        assert r.rc == 0 and r.stdout.split() == ["postgres", "600", "postgres", "600"], r
+    cluster["provider_ca"] = provider_ca
+
+
+def test_relation_removal_falls_back_to_the_internal_ca(model, cluster):
+    assert "provider_ca" in cluster, "needs the previous test"
+    before = start_times(model, cluster)
+    model.juju("remove-relation", f"{APP}:client-certificates", "tls-provider:certificates")
+    poll(lambda: all_verify(model, cluster, cluster["ca"]), 120,
+         what="every unit back on the internal CA's certificate")
+    poll(lambda: streaming_over_tls(model, cluster, cluster["ca"]), 60,
+         what="both replicas streaming over TLS")
+    assert start_times(model, cluster) == before, "PostgreSQL restarted"
