@@ -174,8 +174,14 @@ def all_verify(model, cluster, ca_file):
                for a in addresses(model).values())
 
 
+def primary_by_action(model):
+    r = model.run(f"{APP}/0", "get-primary")
+    assert r.status == "completed", r.task
+    return r.results["primary"]
+
+
 def streaming_over_tls(model, cluster, ca_file):
-    addr = addresses(model)[primary_unit(model)]
+    addr = addresses(model)[primary_by_action(model)]
     conn = connect(addr, cluster["password"], sslmode="verify-full", sslrootcert=ca_file)
     try:
         with conn.cursor() as cur:
@@ -216,6 +222,37 @@ def test_provider_certificates_are_served_without_restart(model, cluster, tmp_pa
                              "/var/lib/postgresql/pg-agent-tls/client-cert.pem")
         assert r.rc == 0 and r.stdout.split() == ["postgres", "600", "postgres", "600"], r
     cluster["provider_ca"] = provider_ca
+
+
+PROVIDER_FAULTS = ("invalid-pem", "wrong-key", "expired", "bad-chain", "ca-flag-mismatch",
+                   "not-json")
+
+
+def unit_states(model):
+    st = model.status()
+    return {u: (d["workload-status"]["current"], d["workload-status"].get("message", ""))
+            for u, d in st["applications"][APP]["units"].items()}
+
+
+def test_garbage_from_the_provider_is_ignored(model, cluster):
+    assert "provider_ca" in cluster, "needs the previous test"
+    before = start_times(model, cluster)
+    for fault in PROVIDER_FAULTS:
+        model.juju("config", "tls-provider", f"fault={fault}")
+
+        def all_say_it():
+            states = unit_states(model)
+            return all(s == "blocked" and "client-certificates" in m for s, m in states.values())
+        poll(all_say_it, 90, what=f"every unit blocked on the provider's {fault} data")
+        # ... and still serving the provider's last good certificate, replication intact
+        assert all_verify(model, cluster, cluster["provider_ca"]), fault
+        assert streaming_over_tls(model, cluster, cluster["provider_ca"]), fault
+        log = model.debug_log()
+        assert "BEGIN CERTIFICATE" not in log and "PRIVATE KEY" not in log
+    model.juju("config", "tls-provider", "--reset", "fault")
+    model.wait(cluster_settled(3), timeout=120)
+    assert all_verify(model, cluster, cluster["provider_ca"])
+    assert start_times(model, cluster) == before, "PostgreSQL restarted"
 
 
 def test_relation_removal_falls_back_to_the_internal_ca(model, cluster):
