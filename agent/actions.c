@@ -13,6 +13,7 @@
 #include "log.h"
 #include "password.h"
 #include "pki.h"
+#include "tls.h"
 #include "reconcile.h"
 
 #include <errno.h>
@@ -346,8 +347,54 @@ static int get_ca_certificate(const struct hook_event *ev)
     return set_result(ev, "ca-certificate", buf);
 }
 
+static int set_tls_private_key(const struct hook_event *ev)
+{
+    json_t *p = NULL;
+    char *err = NULL;
+    if (params(ev, &p, &err) < 0) {
+        int code = fail(ev, "%s", ERRMSG(err));
+        free(err);
+        return code;
+    }
+    json_t *k = json_object_get(p, "private-key");
+    int code = 0;
+    struct pg_settings s;
+    struct peers_view pv;
+    if (k && !json_is_string(k)) {
+        code = fail(ev, "private-key must be a string holding the key in PEM");
+        goto out;
+    }
+    if (current_settings(ev, &s, &err) < 0) {
+        code = fail(ev, "the configuration is not valid (%s): fix it first", ERRMSG(err));
+        goto out;
+    }
+    if (peers_read(ev, &pv, &err) < 0) {
+        code = fail(ev, "%s", ERRMSG(err));
+        goto out;
+    }
+    bool published = false;
+    if (tls_set_private_key(ev, &pv, &s, k ? json_string_value(k) : NULL, &published,
+                            &err) < 0) {
+        code = fail(ev, "the key was not set: %s", ERRMSG(err)); /* no key text in err */
+        goto out;
+    }
+    code = set_result(ev, "result",
+                      published ? "a new key is set and a new certificate request was "
+                                  "published on " TLS_CLIENT_ENDPOINT
+                                : "a new key is set; it is used once " TLS_CLIENT_ENDPOINT
+                                  " is integrated");
+out:
+    if (json_is_string(k)) /* the PEM lived in this buffer: wipe it */
+        explicit_bzero((char *)json_string_value(k), json_string_length(k));
+    json_decref(p);
+    free(err);
+    return code;
+}
+
 int actions_run(const struct hook_event *ev)
 {
+    if (strcmp(ev->name, "set-tls-private-key") == 0)
+        return set_tls_private_key(ev);
     if (strcmp(ev->name, "get-ca-certificate") == 0)
         return get_ca_certificate(ev);
     if (strcmp(ev->name, "get-password") == 0)

@@ -462,8 +462,10 @@ out:
 }
 
 int tls_set_private_key(const struct hook_event *ev, const struct peers_view *pv,
-                        const struct pg_settings *s, const char *key_pem, char **err)
+                        const struct pg_settings *s, const char *key_pem, bool *published,
+                        char **err)
 {
+    *published = false;
     char *generated = NULL;
     int rc = 0;
     if (key_pem) {
@@ -478,6 +480,14 @@ int tls_set_private_key(const struct hook_event *ev, const struct peers_view *pv
     char *key = NULL, *csr = NULL;
     rc = key_and_request(ev, pv, s, key_pem ? key_pem : generated, true, &key, &csr, err);
     password_free(generated);
+    /* the request goes out now (a secret set in this hook is not read back in it) */
+    char rel[64];
+    if (rc == 0)
+        rc = relation_id(ev, rel, sizeof rel, err);
+    if (rc == 0 && rel[0]) {
+        rc = publish(ev, rel, csr, err);
+        *published = rc == 0;
+    }
     password_free(key);
     free(csr);
     return rc;

@@ -51,9 +51,11 @@ int tls_converge(const struct hook_event *ev, const struct peers_view *pv,
                  const struct pg_settings *s, struct tls_state *st, bool *changed, char **err);
 
 /* set-tls-private-key: key_pem (NULL: a new one of the configured type) replaces this unit's
- * key for client-certificates; a new request follows. -EINVAL (with *err) for a key that
- * does not pass x509_key_check. */
+ * key for client-certificates, with a new request, published at once when the relation
+ * exists (*published). -EINVAL (with *err, no key text) for a key that does not pass
+ * x509_key_check. */
 int tls_set_private_key(const struct hook_event *ev, const struct peers_view *pv,
-                        const struct pg_settings *s, const char *key_pem, char **err);
+                        const struct pg_settings *s, const char *key_pem, bool *published,
+                        char **err);
 
 #endif

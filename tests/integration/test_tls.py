@@ -6,6 +6,7 @@ provider (tests/charms/tls-provider) on `client-certificates`, every unit serves
 provider's certificate, replication keeps streaming over TLS, PostgreSQL is not restarted,
 and removing the relation falls back to the internal CA, again without a restart. Driven
 only through sandbox/bin/juju, and psycopg2 from the host to the units' addresses."""
+import json
 import os
 import subprocess
 import tempfile
@@ -253,6 +254,47 @@ def test_garbage_from_the_provider_is_ignored(model, cluster):
     model.wait(cluster_settled(3), timeout=120)
     assert all_verify(model, cluster, cluster["provider_ca"])
     assert start_times(model, cluster) == before, "PostgreSQL restarted"
+
+
+def served_pubkey(addr):
+    """The public key (PEM) of the certificate PostgreSQL at addr presents."""
+    p = subprocess.run(["openssl", "s_client", "-starttls", "postgres", "-connect",
+                        f"{addr}:5432"], input="", capture_output=True, text=True, timeout=20)
+    cert = p.stdout[p.stdout.index("-----BEGIN CERTIFICATE-----"):
+                    p.stdout.index("-----END CERTIFICATE-----") + 25]
+    return subprocess.run(["openssl", "x509", "-noout", "-pubkey"], input=cert,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_set_tls_private_key(model, cluster, tmp_path):
+    assert "provider_ca" in cluster, "needs the provider test"
+    unit = f"{APP}/1"
+    addr = addresses(model)[unit]
+    key = tmp_path / "unit.key"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(key)], check=True,
+                   capture_output=True)
+    want = subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout"], check=True,
+                          capture_output=True, text=True).stdout
+    before = start_times(model, cluster)
+    assert served_pubkey(addr) != want
+    params = tmp_path / "params.yaml"
+    pem = key.read_text()
+    params.write_text("private-key: |\n" + "".join(f"  {ln}\n" for ln in pem.splitlines()))
+    r = model.run(unit, "set-tls-private-key", extra=("--params", str(params)))
+    assert r.status == "completed", r.task
+    assert "published" in r.results["result"], r.results
+    poll(lambda: served_pubkey(addr) == want, 90, what="the new key's certificate served")
+    assert all_verify(model, cluster, cluster["provider_ca"])
+    assert start_times(model, cluster) == before, "PostgreSQL restarted"
+    # a key that is not one is refused, and the message does not repeat it
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("private-key: |\n  -----BEGIN PRIVATE KEY-----\n  bm90IGEga2V5\n"
+                   "  -----END PRIVATE KEY-----\n")
+    r = model.run(unit, "set-tls-private-key", extra=("--params", str(bad)))
+    assert r.status == "failed", r.task
+    assert "bm90IGEga2V5" not in json.dumps(r.task), r.task
+    assert served_pubkey(addr) == want
 
 
 def test_relation_removal_falls_back_to_the_internal_ca(model, cluster):
