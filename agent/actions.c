@@ -55,6 +55,17 @@ static int params(const struct hook_event *ev, json_t **out, char **err)
     return 0;
 }
 
+/* The action's parameters, or the action failed with the reason (returns -1). */
+static int params_or_fail(const struct hook_event *ev, json_t **p)
+{
+    char *err = NULL;
+    if (params(ev, p, &err) == 0)
+        return 0;
+    fail(ev, "%s", ERRMSG(err));
+    free(err);
+    return -1;
+}
+
 /* username parameter: a system user, else a failure message naming the allowed ones. */
 static int username_param(const struct hook_event *ev, const json_t *p, int *index)
 {
@@ -283,12 +294,8 @@ static int cluster_status(const struct hook_event *ev)
 static int promote_to_primary(const struct hook_event *ev)
 {
     json_t *p = NULL;
-    char *err = NULL;
-    if (params(ev, &p, &err) < 0) {
-        int code = fail(ev, "%s", ERRMSG(err));
-        free(err);
-        return code;
-    }
+    if (params_or_fail(ev, &p) < 0)
+        return 1;
     const char *scope = json_string_value(json_object_get(p, "scope"));
     if (!scope || strcmp(scope, "unit") != 0) {
         json_decref(p);
@@ -351,11 +358,8 @@ static int set_tls_private_key(const struct hook_event *ev)
 {
     json_t *p = NULL;
     char *err = NULL;
-    if (params(ev, &p, &err) < 0) {
-        int code = fail(ev, "%s", ERRMSG(err));
-        free(err);
-        return code;
-    }
+    if (params_or_fail(ev, &p) < 0)
+        return 1;
     json_t *k = json_object_get(p, "private-key");
     int code = 0;
     struct pg_settings s;
