@@ -215,14 +215,9 @@ int creds_read_internal(const struct hook_event *ev, const char *peer_rel, struc
     json_decref(content);
     if (rc == 0 && uri && !known) {
         /* Found by label: ask for its URI (owners only: the leader). */
-        const char *argv[] = {"secret-info-get", "--label", label, NULL};
-        json_t *info = NULL;
-        if (hooktool_json(ev, argv, &info, NULL) == 0 && json_is_object(info)) {
-            const char *xid = json_object_iter_key(json_object_iter(info));
-            if (xid && asprintf(&known, "secret:%s", xid) < 0)
-                known = NULL;
-        }
-        json_decref(info);
+        char found[128];
+        if (hooktool_secret_uri(ev, label, found, sizeof found) == 0)
+            known = strdup(found);
     }
     if (uri) {
         *uri = known;

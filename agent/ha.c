@@ -217,6 +217,8 @@ static bool watchdog_arm(void);
 static _Atomic uint64_t poke_at;
 
 static void arm_fence(uint64_t sent_us);
+static void hold_key(uint64_t sent_us);
+static int lease_owns_key(int64_t lease, uint64_t *sent_us, char **err);
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -356,18 +358,13 @@ static bool adopt_lease(void)
     int64_t old = lease_file_read();
     if (!old)
         return false;
-    uint64_t sent = now_us();
-    int64_t ttl = 0;
-    if (etcd_lease_keepalive(L.etcd, old, &ttl, NULL) < 0 || ttl <= 0)
+    uint64_t sent = 0;
+    int owns = lease_owns_key(old, &sent, NULL);
+    if (owns < 0)
         return false;
     L.lease = old;
-    char key[256];
-    snprintf(key, sizeof key, "%sleader", L.prefix);
-    bool owned = false;
-    if (etcd_key_has_lease(L.etcd, key, old, &owned, NULL) == 0 && owned) {
-        L.holding = true;
-        L.last_renew_ok = sent;
-        arm_fence(sent);
+    if (owns) {
+        hold_key(sent);
         log_info("adopted the previous agent's lease and leader key");
     } else {
         log_info("adopted the previous agent's lease");
@@ -1141,6 +1138,31 @@ static void arm_fence(uint64_t sent_us)
     atomic_store(&fence_armed, true);
 }
 
+/* This member holds the leader key on a lease confirmed by a request sent at sent_us: the
+ * fence counts from there (acquire, adopt after a restart, reclaim after a DCS outage). */
+static void hold_key(uint64_t sent_us)
+{
+    arm_fence(sent_us);
+    L.holding = true;
+    L.last_renew_ok = sent_us;
+    L.renew_failed = false;
+}
+
+/* A keep-alive of lease (sent at *sent_us), then whether the leader key is bound to it:
+ * 1 yes; 0 no, or not confirmed (the lease itself is alive); -1 the lease is gone or the
+ * keep-alive got no answer (*err when given). */
+static int lease_owns_key(int64_t lease, uint64_t *sent_us, char **err)
+{
+    *sent_us = now_us();
+    int64_t ttl = 0;
+    if (etcd_lease_keepalive(L.etcd, lease, &ttl, err) < 0 || ttl <= 0)
+        return -1;
+    char key[256];
+    key_of(key, sizeof key, "leader");
+    bool owned = false;
+    return etcd_key_has_lease(L.etcd, key, lease, &owned, NULL) == 0 && owned ? 1 : 0;
+}
+
 static void disarm_fence(void)
 {
     atomic_store(&fence_armed, false);
@@ -1162,10 +1184,7 @@ static bool acquire(void)
     etcd_txn_result_clear(&t);
     free(err);
     if (won) {
-        arm_fence(sent);
-        L.holding = true;
-        L.last_renew_ok = sent;
-        L.renew_failed = false;
+        hold_key(sent);
         log_info("won the leader race");
     }
     return won;
@@ -1179,23 +1198,14 @@ static void reclaim_leader(void)
 {
     if (!L.etcd || !L.lease)
         return;
-    uint64_t sent = now_us();
-    int64_t ttl = 0;
-    char key[256], *err = NULL;
-    if (etcd_lease_keepalive(L.etcd, L.lease, &ttl, &err) < 0 || ttl <= 0) {
+    uint64_t sent = 0;
+    char *err = NULL;
+    int owns = lease_owns_key(L.lease, &sent, &err);
+    if (owns < 0)
         log_warning("cannot confirm this member's lease to lead again: %s",
                     err ? err : "expired");
-        free(err);
-        return;
-    }
-    key_of(key, sizeof key, "leader");
-    bool owned = false;
-    if (etcd_key_has_lease(L.etcd, key, L.lease, &owned, &err) == 0 && owned &&
-        watchdog_arm()) {
-        arm_fence(sent);
-        L.holding = true;
-        L.renew_failed = false;
-        L.last_renew_ok = sent;
+    else if (owns && watchdog_arm()) {
+        hold_key(sent);
         log_info("the leader key is still bound to this member's lease: leading again");
         wake();
     }
@@ -2399,7 +2409,7 @@ static void cycle(void)
     uint64_t poke = atomic_load(&poke_at);
     if (poke && now >= poke) {
         atomic_store(&poke_at, 0);
-        raise_event("retrying an etcd membership change");
+        raise_event("a hook the agent asked for (a retry, or work falling due)");
     }
     if (now >= L.supervise_at) {
         L.supervise_at = now + 1000000u;

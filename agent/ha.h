@@ -73,8 +73,9 @@ void ha_snapshot_get(struct ha_snapshot *out);
  * when resumed, 0 when there was nothing (usable) to resume. */
 int ha_resume(void);
 
-/* Raise an event (juju-exec) in about ms milliseconds: the hook thread's way to retry
- * something that needs a hook context later (an etcd membership change etcd refused). */
+/* Raise an event (juju-exec) in about ms milliseconds: the hook thread's way to get a hook
+ * context later (an etcd membership change etcd refused, a certificate due for renewal).
+ * The earliest pending request wins. */
 void ha_poke_later(int ms);
 
 /* Ask for a switchover to candidate ("" = the best replica): writes the failover key and

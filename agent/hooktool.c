@@ -567,6 +567,20 @@ int hooktool_secret_set(const struct hook_event *ev, const char *uri,
     return run_secret_tool(ev, head, 2, fields, n, NULL, err);
 }
 
+int hooktool_secret_uri(const struct hook_event *ev, const char *label, char *uri, size_t size)
+{
+    const char *argv[] = {"secret-info-get", "--label", label, NULL};
+    json_t *info = NULL;
+    int rc = -ENOENT;
+    if (hooktool_json(ev, argv, &info, NULL) == 0 && json_is_object(info)) {
+        const char *xid = json_object_iter_key(json_object_iter(info));
+        if (xid && (size_t)snprintf(uri, size, "secret:%s", xid) < size)
+            rc = 0;
+    }
+    json_decref(info);
+    return rc;
+}
+
 int hooktool_secret_get(const struct hook_event *ev, const char *uri, const char *label,
                         json_t **out, char **err)
 {

@@ -108,4 +108,9 @@ int hooktool_secret_set(const struct hook_event *ev, const char *uri,
 int hooktool_secret_get(const struct hook_event *ev, const char *uri, const char *label,
                         json_t **out, char **err);
 
+/* secret-info-get --label L --format=json (owners only): the secret's URI ("secret:<xid>")
+ * into uri. Returns 0, or -ENOENT when this unit owns no secret with that label (or the
+ * tool failed: the caller treats it as not found). */
+int hooktool_secret_uri(const struct hook_event *ev, const char *label, char *uri, size_t size);
+
 #endif

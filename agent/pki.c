@@ -150,18 +150,10 @@ static int ensure_ca(const struct hook_event *ev, const struct peers_view *pv, b
         }
         if (leader && !pv->ca_uri[0]) {
             /* Found by label: publish its URI for the other units. */
-            const char *argv[] = {"secret-info-get", "--label", label, NULL};
-            json_t *info_j = NULL;
-            if (hooktool_json(ev, argv, &info_j, NULL) == 0 && json_is_object(info_j)) {
-                const char *xid = json_object_iter_key(json_object_iter(info_j));
-                if (xid) {
-                    char uri[128];
-                    snprintf(uri, sizeof uri, "secret:%s", xid);
-                    if (peers_set(ev, pv, true, PEERS_KEY_CA, uri, err) < 0)
-                        log_warning("cannot publish the CA secret: %s", ERRMSG(*err));
-                }
-            }
-            json_decref(info_j);
+            char uri[128];
+            if (hooktool_secret_uri(ev, label, uri, sizeof uri) == 0 &&
+                peers_set(ev, pv, true, PEERS_KEY_CA, uri, err) < 0)
+                log_warning("cannot publish the CA secret: %s", ERRMSG(*err));
         }
         return 0;
     }

@@ -601,7 +601,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
     if (rc < 0)
         goto failed;
     tls_active = tst.active;
-    if (tst.problem)
+    if (tst.message[0])
         want(&st, "blocked", "%s", tst.message);
     if (tst.renew_at > 0) {
         time_t now = time(NULL);

@@ -152,66 +152,25 @@ static int store_bool(const struct setting_desc *d, const struct setting_value *
     return 0;
 }
 
-static int store_profile(const struct setting_desc *d, const struct setting_value *v,
-                         struct pg_settings *out, char *rule, size_t size)
+/* An enumerated string: the index of the value among d->choices, stored into the enum
+ * member at d->field (every such member is int-sized: checked below). */
+static int store_enum(const struct setting_desc *d, const struct setting_value *v,
+                      struct pg_settings *out, char *rule, size_t size)
 {
     int i = choice_index(d->choices, v->s);
     if (i < 0)
         return reject_choice(d, rule, size);
-    out->profile = (enum pg_profile)i;
+    *(int *)member(out, d->field) = i;
     return 0;
 }
 
-static int store_sync_commit(const struct setting_desc *d, const struct setting_value *v,
-                             struct pg_settings *out, char *rule, size_t size)
-{
-    int i = choice_index(d->choices, v->s);
-    if (i < 0)
-        return reject_choice(d, rule, size);
-    out->synchronous_commit = (enum pg_sync_commit)i;
-    return 0;
-}
-
-/* The index of the value among d->choices into *field; a refusal names the choices. */
-static int store_choice(const struct setting_desc *d, const struct setting_value *v, int *field,
-                        char *rule, size_t size)
-{
-    int i = choice_index(d->choices, v->s);
-    if (i < 0)
-        return reject_choice(d, rule, size);
-    *field = i;
-    return 0;
-}
-
-static int store_watchdog(const struct setting_desc *d, const struct setting_value *v,
-                          struct pg_settings *out, char *rule, size_t size)
-{
-    int i = 0;
-    int rc = store_choice(d, v, &i, rule, size);
-    if (rc == 0)
-        out->ha_watchdog = (enum watchdog_mode)i;
-    return rc;
-}
-
-static int store_tls_min(const struct setting_desc *d, const struct setting_value *v,
-                         struct pg_settings *out, char *rule, size_t size)
-{
-    int i = 0;
-    int rc = store_choice(d, v, &i, rule, size);
-    if (rc == 0)
-        out->tls_min_version = (enum tls_min_version)i;
-    return rc;
-}
-
-static int store_tls_key(const struct setting_desc *d, const struct setting_value *v,
-                         struct pg_settings *out, char *rule, size_t size)
-{
-    int i = 0;
-    int rc = store_choice(d, v, &i, rule, size);
-    if (rc == 0)
-        out->tls_key_type = (enum tls_key_type)i;
-    return rc;
-}
+#define ENUM_MEMBER_IS_INT(m)                                                                      \
+    _Static_assert(sizeof(((struct pg_settings *)0)->m) == sizeof(int), #m " is not int-sized")
+ENUM_MEMBER_IS_INT(profile);
+ENUM_MEMBER_IS_INT(synchronous_commit);
+ENUM_MEMBER_IS_INT(ha_watchdog);
+ENUM_MEMBER_IS_INT(tls_min_version);
+ENUM_MEMBER_IS_INT(tls_key_type);
 
 static int store_time_zone(const struct setting_desc *d, const struct setting_value *v,
                            struct pg_settings *out, char *rule, size_t size)
@@ -287,13 +246,17 @@ static int store_secret(const struct setting_desc *d, const struct setting_value
     {                                                                                              \
         name, SETTING_BOOLEAN, def, 0, 0, NULL, NULL, store_bool, AT(m), SETTINGS_NO_FLAG          \
     }
+#define ENUM_OPT(name, def, choices, m)                                                            \
+    {                                                                                              \
+        name, SETTING_STRING, def, 0, 0, NULL, choices, store_enum, AT(m), SETTINGS_NO_FLAG        \
+    }
 #define STR_OPT(name, def, choices, store)                                                         \
     {                                                                                              \
         name, SETTING_STRING, def, 0, 0, NULL, choices, store, 0, SETTINGS_NO_FLAG                 \
     }
 
 const struct setting_desc settings_options[] = {
-    STR_OPT("profile", "production", profile_names, store_profile),
+    ENUM_OPT("profile", "production", profile_names, profile),
     INT_OPT("profile-limit-memory", "0", 0, 2147483647L, "MB", profile_limit_memory_mb),
     {"system-users", SETTING_SECRET, NULL, 0, 0, NULL, NULL, store_secret, 0, SETTINGS_NO_FLAG},
     BOOL_OPT("superuser-remote-access", "false", superuser_remote_access),
@@ -313,16 +276,16 @@ const struct setting_desc settings_options[] = {
     INT_OPT("logging-log-min-duration-statement", "-1", -1, 2147483647L, "ms",
             log_min_duration_statement_ms),
     BOOL_OPT("logging-log-lock-waits", "false", log_lock_waits),
-    STR_OPT("durability-synchronous-commit", "on", sync_commit_names, store_sync_commit),
+    ENUM_OPT("durability-synchronous-commit", "on", sync_commit_names, synchronous_commit),
     STR_OPT("request-time-zone", "UTC", NULL, store_time_zone),
     INT_OPT("ha-lease-ttl", "5", 4, 60, "seconds", ha_lease_ttl_s),
     INT_OPT("ha-renew-interval", "500", 100, 10000, "ms", ha_renew_ms),
     STR_OPT("synchronous-node-count", "all", NULL, store_sync_count),
     BOOL_OPT("synchronous-mode-strict", "true", sync_strict),
-    STR_OPT("ha-watchdog", "automatic", watchdog_names, store_watchdog),
+    ENUM_OPT("ha-watchdog", "automatic", watchdog_names, ha_watchdog),
     BOOL_OPT("tls-only", "false", tls_only),
-    STR_OPT("tls-min-version", "TLSv1.2", tls_min_names, store_tls_min),
-    STR_OPT("tls-private-key-type", "rsa-2048", tls_key_names, store_tls_key),
+    ENUM_OPT("tls-min-version", "TLSv1.2", tls_min_names, tls_min_version),
+    ENUM_OPT("tls-private-key-type", "rsa-2048", tls_key_names, tls_key_type),
 };
 const size_t settings_n_options = sizeof settings_options / sizeof settings_options[0];
 

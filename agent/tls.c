@@ -50,29 +50,12 @@ static void names_of(const struct peers_view *pv, struct names *n)
     }
 }
 
-/* The URI of a secret this unit owns, by label (secret-info-get), into uri. */
-static int owned_uri(const struct hook_event *ev, const char *label, char *uri, size_t size)
-{
-    const char *argv[] = {"secret-info-get", "--label", label, NULL};
-    json_t *info = NULL;
-    int rc = -ENOENT;
-    if (hooktool_json(ev, argv, &info, NULL) == 0 && json_is_object(info)) {
-        const char *xid = json_object_iter_key(json_object_iter(info));
-        if (xid) {
-            snprintf(uri, size, "secret:%s", xid);
-            rc = 0;
-        }
-    }
-    json_decref(info);
-    return rc;
-}
-
 /* Store fields under label (add the secret, or set a new revision). */
 static int store(const struct hook_event *ev, const char *label, const struct secret_field *f,
                  size_t n, char **err)
 {
     char uri[128];
-    if (owned_uri(ev, label, uri, sizeof uri) == 0)
+    if (hooktool_secret_uri(ev, label, uri, sizeof uri) == 0)
         return hooktool_secret_set(ev, uri, f, n, err);
     char *new_uri = NULL;
     int rc = hooktool_secret_add(ev, "unit", label, f, n, &new_uri, err);
@@ -197,27 +180,21 @@ static int provider_value(const struct hook_event *ev, const char *rel, char **v
                           char **err)
 {
     *value = NULL;
-    const char *list_argv[] = {"relation-list", "-r", rel, "--app", NULL};
-    char *remote = NULL;
-    if (hooktool_output(ev, list_argv, &remote, NULL) < 0 || !remote || !remote[0]) {
-        /* older tools: the app from the first remote unit */
-        free(remote);
-        remote = NULL;
-        const char *units_argv[] = {"relation-list", "-r", rel, NULL};
-        json_t *units = NULL;
-        if (hooktool_json(ev, units_argv, &units, err) < 0)
-            return -EIO;
-        const char *u = json_string_value(json_array_get(units, 0));
-        if (u)
-            remote = strdup(u);
-        json_decref(units);
-        if (!remote)
-            return 0; /* no provider unit has joined yet */
-    }
+    /* the provider's app databag through one of its units: readable once a unit joined */
+    const char *list_argv[] = {"relation-list", "-r", rel, NULL};
+    json_t *units = NULL;
+    int rc = hooktool_json(ev, list_argv, &units, err);
+    if (rc < 0)
+        return rc;
+    const char *first = json_string_value(json_array_get(units, 0));
+    char *remote = first ? strdup(first) : NULL;
+    json_decref(units);
+    if (!remote)
+        return 0; /* no provider unit has joined yet */
     const char *get_argv[] = {"relation-get", "-r", rel, "--app", TLS_WIRE_KEY_CERTIFICATES,
                               remote, NULL};
     char *out = NULL;
-    int rc = hooktool_output(ev, get_argv, &out, err);
+    rc = hooktool_output(ev, get_argv, &out, err);
     free(remote);
     if (rc < 0)
         return rc;
@@ -307,7 +284,6 @@ static void drop_files(bool *changed)
 /* Bad data from the provider: said in the status and the log; the current files stay. */
 static void problem(struct tls_state *st, const char *what, const char *why)
 {
-    st->problem = true;
     snprintf(st->message, sizeof st->message,
              "%s: %s (%s); keeping the current certificate", TLS_CLIENT_ENDPOINT, what, why);
     log_warning("%s", st->message);
@@ -328,12 +304,6 @@ int tls_converge(const struct hook_event *ev, const struct peers_view *pv,
     int rc = relation_id(ev, rel, sizeof rel, err);
     if (rc < 0)
         return rc;
-    struct stored old = {0};
-    if (hooktool_secret_get(ev, NULL, LABEL_CERT, &old.content, NULL) == 0) {
-        old.certificate = field(old.content, "certificate");
-        old.ca = field(old.content, "ca-certificate");
-        old.previous_ca = field(old.content, "previous-ca");
-    }
     /* during relation-broken the dying relation is still listed (juju.md): it is gone */
     if (rel[0] && ev->kind == EVENT_HOOK && ev->relation && ev->relation_id >= 0 &&
         strcmp(ev->relation, TLS_CLIENT_ENDPOINT) == 0 && strstr(ev->name, "-relation-broken")) {
@@ -344,11 +314,15 @@ int tls_converge(const struct hook_event *ev, const struct peers_view *pv,
     }
     if (!rel[0]) {
         drop_files(changed);
-        rc = write_trust(NULL, NULL, changed, err);
-        json_decref(old.content);
-        return rc;
+        return write_trust(NULL, NULL, changed, err);
     }
     st->related = true;
+    struct stored old = {0};
+    if (hooktool_secret_get(ev, NULL, LABEL_CERT, &old.content, NULL) == 0) {
+        old.certificate = field(old.content, "certificate");
+        old.ca = field(old.content, "ca-certificate");
+        old.previous_ca = field(old.content, "previous-ca");
+    }
     char *key = NULL, *csr = NULL, *value = NULL;
     struct tls_provided *v = NULL;
     size_t n = 0;
@@ -445,9 +419,6 @@ int tls_converge(const struct hook_event *ev, const struct peers_view *pv,
         st->active = true;
     } else if (access(TLS_CLIENT_CERT, F_OK) == 0 && old.certificate) {
         st->active = true; /* keep serving what we had */
-    } else if (!st->problem) {
-        snprintf(st->message, sizeof st->message,
-                 "waiting for a certificate from the %s provider", TLS_CLIENT_ENDPOINT);
     }
     rc = write_trust(ca_now, ca_before, changed, err);
 

@@ -37,8 +37,7 @@
 struct tls_state {
     bool related;       /* a client-certificates relation exists */
     bool active;        /* PostgreSQL serves the provider's certificate */
-    char message[256];  /* what the unit waits for, or why the provider's answer is ignored */
-    bool problem;       /* message is a problem with the provider's data (not just waiting) */
+    char message[256];  /* why the provider's answer is ignored ("" when it is not) */
     time_t not_after;   /* the active certificate's end (0 when none) */
     time_t renew_at;    /* when a new request is due (0: not known / already requested) */
 };
@@ -46,7 +45,7 @@ struct tls_state {
 /* Converge (after pki_converge): request, take or drop the provider's certificate, write the
  * files. *changed when a file PostgreSQL reads changed (the caller reloads). Returns 0, or a
  * negative errno when a hook tool or a file write failed (*err). Bad data from the provider
- * is not a failure: st->problem and st->message say what, the current files stay. */
+ * is not a failure: st->message says what, the current files stay. */
 int tls_converge(const struct hook_event *ev, const struct peers_view *pv,
                  const struct pg_settings *s, struct tls_state *st, bool *changed, char **err);
 
