@@ -24,6 +24,7 @@
 
 #define CLIENT_TIMEOUT_MS 3000
 #define START_WAIT_MS 15000
+#define TLS_RESTART_TTL_S 30 /* the restart token's lease: a holder that dies lets go */
 
 /* The local member's command line, shared with the HA thread's supervisor. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,8 +46,8 @@ int cluster_client(int timeout_ms, struct etcd_client **out, char **err)
     char url[64];
     snprintf(url, sizeof url, "https://127.0.0.1:%d", ETCD_CLIENT_PORT);
     struct etcd_config cfg = {.endpoints = {url}, .n_endpoints = 1,
-                              .ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
-                              .key_file = pki_agent.key, .timeout_ms = timeout_ms};
+                              .ca_file = pki_peer_agent.ca, .cert_file = pki_peer_agent.cert,
+                              .key_file = pki_peer_agent.key, .timeout_ms = timeout_ms};
     return etcd_client_new(&cfg, out, err);
 }
 
@@ -83,6 +84,19 @@ static int start_local(char **err)
     ensure_data_base();
     pid_t pid = etcd_start(&argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
     return pid < 0 ? (int)pid : 1;
+}
+
+/* Stop the local member: SIGTERM, SIGKILL after wait_ms. */
+static void stop_local(int wait_ms)
+{
+    pid_t pid = etcd_running(CLUSTER_PID_FILE);
+    if (pid <= 0)
+        return;
+    (void)kill(pid, SIGTERM);
+    for (int w = 0; w < wait_ms / 100 && etcd_running(CLUSTER_PID_FILE) > 0; w++)
+        proc_sleep_ms(100);
+    if (etcd_running(CLUSTER_PID_FILE) > 0)
+        (void)kill(pid, SIGKILL);
 }
 
 static bool local_healthy(int wait_ms)
@@ -243,14 +257,15 @@ out:
 
 static bool log_says_removed(void);
 static void wipe_removed(const char *dir);
+static void restart_for_tls(const struct peers_view *pv, struct cluster_state *st);
 
 /* Join through any reachable peer: add this unit as a learner when it is not a member, and
  * take the current member list as the initial cluster (pv->cluster is replaced). */
 static int self_join(struct peers_view *pv)
 {
     char urls[PEERS_MAX][80];
-    struct etcd_config cfg = {.ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
-                              .key_file = pki_agent.key, .timeout_ms = CLIENT_TIMEOUT_MS};
+    struct etcd_config cfg = {.ca_file = pki_peer_agent.ca, .cert_file = pki_peer_agent.cert,
+                              .key_file = pki_peer_agent.key, .timeout_ms = CLIENT_TIMEOUT_MS};
     for (size_t i = 0; i < pv->n && cfg.n_endpoints < ETCD_MAX_ENDPOINTS; i++) {
         if (!pv->units[i].address[0])
             continue;
@@ -378,9 +393,85 @@ int cluster_converge(const struct hook_event *ev, const struct peers_view *pv_in
     }
     if (!healthy)
         return 0;
+    restart_for_tls(&pv, st);
     if (leader && manage_members(ev, &pv, st, err) < 0)
         return -1;
     return 0;
+}
+
+/* Whether a certificate, key or CA file etcd serves with is newer than the running process
+ * (etcd reads them when it starts; its pid file is written as it starts). */
+static bool tls_stale(void)
+{
+    struct stat p, f;
+    if (stat(CLUSTER_PID_FILE, &p) < 0)
+        return false;
+    const char *files[] = {pki_etcd.ca, pki_etcd.cert, pki_etcd.key};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        if (stat(files[i], &f) == 0 &&
+            (f.st_mtim.tv_sec > p.st_mtim.tv_sec ||
+             (f.st_mtim.tv_sec == p.st_mtim.tv_sec && f.st_mtim.tv_nsec > p.st_mtim.tv_nsec)))
+            return true;
+    return false;
+}
+
+/* etcd restarts to load new certificate files, one member at a time so that the cluster
+ * keeps its quorum: the token is a key on a short lease (a member that dies while holding
+ * it lets go). Without an answer from etcd (no quorum: nothing to keep) it restarts at
+ * once. A member that waits for its turn says so in st->tls_pending. */
+static void restart_for_tls(const struct peers_view *pv, struct cluster_state *st)
+{
+    if (etcd_running(CLUSTER_PID_FILE) <= 0 || !tls_stale())
+        return;
+    char key[ETCD_NAME_MAX + 64];
+    snprintf(key, sizeof key, "/pg-agent/%s/etcd-tls-restart", pv->app);
+    struct etcd_client *c = NULL;
+    char *e = NULL;
+    int64_t lease = 0, ttl = 0;
+    bool answered = false, token = false;
+    struct etcd_txn_result r;
+    if (cluster_client(CLIENT_TIMEOUT_MS, &c, &e) == 0 &&
+        etcd_lease_grant(c, TLS_RESTART_TTL_S, &lease, &ttl, &e) == 0 &&
+        etcd_create_if_absent(c, key, pv->me, strlen(pv->me), lease, &r, &e) == 0) {
+        answered = true;
+        token = r.succeeded;
+    }
+    if (answered && !token) {
+        (void)etcd_lease_revoke(c, lease, NULL);
+        etcd_client_free(c);
+        free(e);
+        st->tls_pending = true;
+        log_info("etcd restarts for its new certificates after the member restarting now");
+        return;
+    }
+    if (answered)
+        log_info("restarting etcd for its new certificates (one member at a time)");
+    else
+        log_warning("restarting etcd for its new certificates without the restart token (%s)",
+                    ERRMSG(e));
+    free(e);
+    e = NULL;
+    pthread_mutex_lock(&lock);
+    local.forcing = true; /* the supervisor keeps off while it is down */
+    pthread_mutex_unlock(&lock);
+    stop_local(10000);
+    if (start_local(&e) < 0)
+        log_error("cannot start etcd again: %s", ERRMSG(e));
+    free(e);
+    e = NULL;
+    bool healthy = local_healthy(START_WAIT_MS);
+    pthread_mutex_lock(&lock);
+    local.forcing = false;
+    pthread_mutex_unlock(&lock);
+    if (!healthy) {
+        log_warning("etcd is not healthy after its restart for new certificates");
+        st->tls_pending = true;
+    }
+    if (answered && etcd_lease_revoke(c, lease, &e) < 0)
+        log_warning("cannot hand back the etcd restart token (it expires in %d s): %s",
+                    TLS_RESTART_TTL_S, ERRMSG(e));
+    free(e);
+    etcd_client_free(c);
 }
 
 void cluster_leave(const struct peers_view *pv)
@@ -406,14 +497,7 @@ void cluster_leave(const struct peers_view *pv)
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/%s", ETCD_DATA_BASE, pv->app);
     pthread_mutex_unlock(&lock);
-    pid_t pid = etcd_running(CLUSTER_PID_FILE);
-    if (pid > 0) {
-        (void)kill(pid, SIGTERM);
-        for (int i = 0; i < 50 && etcd_running(CLUSTER_PID_FILE) > 0; i++)
-            proc_sleep_ms(100);
-        if (etcd_running(CLUSTER_PID_FILE) > 0)
-            (void)kill(pid, SIGKILL);
-    }
+    stop_local(5000);
     if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
         log_warning("cannot wipe %s: %s", dir, strerror(errno));
     else
@@ -476,16 +560,9 @@ int cluster_force_new(char **err)
 
 static int force_restart(const struct etcd_argv *argv, char **err)
 {
-    pid_t pid = etcd_running(CLUSTER_PID_FILE);
-    if (pid > 0) {
-        (void)kill(pid, SIGTERM);
-        for (int w = 0; w < 100 && etcd_running(CLUSTER_PID_FILE) > 0; w++)
-            proc_sleep_ms(100);
-        if (etcd_running(CLUSTER_PID_FILE) > 0)
-            (void)kill(pid, SIGKILL);
-    }
+    stop_local(10000);
     log_warning("force-promote: restarting etcd with --force-new-cluster (this member alone)");
-    pid = etcd_start(argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
+    pid_t pid = etcd_start(argv, CLUSTER_PID_FILE, CLUSTER_LOG_FILE, err);
     if (pid < 0)
         return (int)pid;
     if (!local_healthy(START_WAIT_MS))

@@ -26,6 +26,7 @@ struct cluster_state {
     bool member;      /* this unit is in the published member list */
     bool running;     /* the local etcd runs */
     bool pending;     /* the leader has more units to add (a learner must catch up) */
+    bool tls_pending; /* etcd's certificate files changed; it restarts when its turn comes */
     char message[256]; /* what it waits for, when it waits */
 };
 

@@ -260,3 +260,18 @@ int db_start_time(PGconn *conn, char *buf, size_t size, char **err)
     free(v);
     return 0;
 }
+
+int db_walreceiver_pid(PGconn *conn, long *pid, char **err)
+{
+    char *v = NULL;
+    *pid = 0;
+    if (query_value(conn, "SELECT pid::text FROM pg_catalog.pg_stat_wal_receiver", NULL, &v,
+                    err) < 0)
+        return -1;
+    char *end = NULL;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (v && end && *end == '\0' && n > 0)
+        *pid = n;
+    free(v);
+    return 0;
+}

@@ -47,6 +47,9 @@ int db_config_file_error(PGconn *conn, char **error, char **err);
  * *restart_needed tells whether a changed setting needs a restart. */
 int db_reload_and_check(PGconn *conn, int timeout_ms, bool *restart_needed, char **err);
 
+/* The WAL receiver's process id (0 when none runs: a primary, or between connections). */
+int db_walreceiver_pid(PGconn *conn, long *pid, char **err);
+
 /* The postmaster's start time as text (pg_postmaster_start_time()), into buf. */
 int db_start_time(PGconn *conn, char *buf, size_t size, char **err);
 

@@ -980,6 +980,11 @@ static int setup_handle(CURL *h, const struct etcd_client *c, struct curl_slist 
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     if (c->ca_file)
         SET(CURLOPT_CAINFO, c->ca_file);
+    /* the CA file is a bundle that changes (peer-certificates): read it at every new
+     * connection, not from libcurl's store cache (24 h by default since 7.87) */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
     if (c->cert_file)
         SET(CURLOPT_SSLCERT, c->cert_file);
     if (c->key_file)

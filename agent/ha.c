@@ -188,6 +188,7 @@ static struct {
     uint64_t no_quorum_since; /* us; 0 while etcd has a leader */
     /* the REST API (runs on this thread's loop) and what it serves */
     struct restapi *api;
+    struct timespec api_tls_mtime; /* the newest of its certificate files when loaded */
     struct local_pg api_local;   /* the last local reading */
     json_t *api_cluster;         /* /cluster document of the last DCS view */
     json_t *api_history;
@@ -303,8 +304,9 @@ static int ensure_client(char **err)
     etcd_client_free(L.etcd);
     L.etcd = NULL;
     char urls[ETCD_MAX_ENDPOINTS][80];
-    struct etcd_config cfg = {.ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
-                              .key_file = pki_agent.key, .timeout_ms = SETTINGS_DCS_BUDGET_MS};
+    struct etcd_config cfg = {.ca_file = pki_peer_agent.ca, .cert_file = pki_peer_agent.cert,
+                              .key_file = pki_peer_agent.key,
+                              .timeout_ms = SETTINGS_DCS_BUDGET_MS};
     snprintf(urls[0], sizeof urls[0], "https://127.0.0.1:%d", ETCD_CLIENT_PORT);
     cfg.endpoints[cfg.n_endpoints++] = urls[0];
     for (int i = 0; i < L.p.n_peer_addrs && cfg.n_endpoints < ETCD_MAX_ENDPOINTS; i++) {
@@ -675,8 +677,8 @@ static void conninfo(char *buf, size_t size, const char *host, const char *user,
              "host=%s port=%d user=%s%s application_name=%s sslmode=verify-full "
              "sslcert=%s sslkey=%s sslrootcert=%s connect_timeout=2 keepalives=1 "
              "keepalives_idle=2 keepalives_interval=1 keepalives_count=3",
-             host, PG_PORT, user, repl ? "" : " dbname=postgres", L.p.name, pki_pg.cert,
-             pki_pg.key, access(TLS_TRUST, R_OK) == 0 ? TLS_TRUST : pki_pg.ca);
+             host, PG_PORT, user, repl ? "" : " dbname=postgres", L.p.name, pki_peer_pg.cert,
+             pki_peer_pg.key, access(TLS_TRUST, R_OK) == 0 ? TLS_TRUST : pki_peer_pg.ca);
 }
 
 static int write_quoted(FILE *f, const char *name, const char *value)
@@ -1816,13 +1818,42 @@ static const struct restapi_ops api_ops = {
     .switchover = api_switchover,
 };
 
+/* The newest modification time of the REST API's certificate, key and CA files. */
+static struct timespec api_tls_mtime(void)
+{
+    struct timespec newest = {0};
+    const char *files[] = {pki_peer_agent.cert, pki_peer_agent.key, pki_peer_agent.ca};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        struct stat st;
+        if (stat(files[i], &st) == 0 &&
+            (st.st_mtim.tv_sec > newest.tv_sec ||
+             (st.st_mtim.tv_sec == newest.tv_sec && st.st_mtim.tv_nsec > newest.tv_nsec)))
+            newest = st.st_mtim;
+    }
+    return newest;
+}
+
 static void api_ensure(void)
 {
-    if (L.api || !L.p.address[0] || !pki_ready())
+    if (L.api) {
+        /* new peer certificates (tls.c) are served from the next connection on */
+        struct timespec m = api_tls_mtime();
+        if (m.tv_sec == L.api_tls_mtime.tv_sec && m.tv_nsec == L.api_tls_mtime.tv_nsec)
+            return;
+        char *err = NULL;
+        if (restapi_reload_tls(L.api, &err) < 0)
+            log_warning("REST API: cannot load the new certificates (%s): keeping the current "
+                        "ones", ERRMSG(err));
+        free(err);
+        L.api_tls_mtime = m; /* tried once per change */
         return;
+    }
+    if (!L.p.address[0] || !pki_ready())
+        return;
+    L.api_tls_mtime = api_tls_mtime();
     struct restapi_config cfg = {.bind_addr = strchr(L.p.address, ':') ? "::" : "0.0.0.0",
-                                 .port = HA_API_PORT, .cert_file = pki_agent.cert,
-                                 .key_file = pki_agent.key, .ca_file = pki_agent.ca};
+                                 .port = HA_API_PORT, .cert_file = pki_peer_agent.cert,
+                                 .key_file = pki_peer_agent.key, .ca_file = pki_peer_agent.ca};
     char *err = NULL;
     if (restapi_start(L.ev, &cfg, &api_ops, &L.api, &err) < 0)
         log_warning("REST API on port %d: %s", HA_API_PORT, ERRMSG(err));
@@ -1894,8 +1925,8 @@ static bool peer_primary_alive(const struct dcs_view *v)
     if (n == 0)
         return false;
     struct peer_status res[MAX_MEMBERS];
-    struct peer_tls tls = {.ca_file = pki_agent.ca, .cert_file = pki_agent.cert,
-                           .key_file = pki_agent.key};
+    struct peer_tls tls = {.ca_file = pki_peer_agent.ca, .cert_file = pki_peer_agent.cert,
+                           .key_file = pki_peer_agent.key};
     char *err = NULL;
     bool alive = false;
     if (peer_probe_run(urls, n, &tls, PROBE_TIMEOUT_MS, res, &err) == 0) {

@@ -127,6 +127,11 @@ static int setup_handle(CURL *h, const char *url, const struct peer_tls *tls, in
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     SET(CURLOPT_CAINFO, tls->ca_file);
+    /* the CA file is a bundle that changes (peer-certificates): read it at every new
+     * connection, not from libcurl's store cache (24 h by default since 7.87) */
+#if LIBCURL_VERSION_NUM >= 0x075700
+    SET(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
     /* only the CA file: not the system's trust store as well */
     SET(CURLOPT_CAPATH, (const char *)NULL);
     if (tls->cert_file) {

@@ -49,6 +49,44 @@ static const char *field(const json_t *bag, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+bool peers_trust_valid(const char *s)
+{
+    if (!s)
+        return false;
+    size_t run = 0, n = 0;
+    for (const char *p = s;; p++) {
+        if (*p == ' ' || *p == '\0') {
+            if (run != 0 && run != 64)
+                return false;
+            n += run == 64;
+            run = 0;
+            if (!*p)
+                return n <= 4;
+        } else if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')) {
+            run++;
+        } else {
+            return false;
+        }
+    }
+}
+
+static void read_tls(struct peer_unit *p, const json_t *bag)
+{
+    const char *cas = field(bag, PEERS_KEY_TLS_CAS);
+    if (cas && strlen(cas) < sizeof p->tls_cas)
+        snprintf(p->tls_cas, sizeof p->tls_cas, "%s", cas);
+    else if (cas)
+        log_warning("peer %s: %s is too long: ignored", p->unit, PEERS_KEY_TLS_CAS);
+    const char *trust = field(bag, PEERS_KEY_TLS_TRUST);
+    if (trust && strlen(trust) < sizeof p->tls_trust && peers_trust_valid(trust)) {
+        snprintf(p->tls_trust, sizeof p->tls_trust, "%s", trust);
+        p->tls_trust_known = true;
+    } else if (trust) {
+        log_warning("peer %s: %s is not a list of fingerprints: ignored", p->unit,
+                    PEERS_KEY_TLS_TRUST);
+    }
+}
+
 static void read_app(struct peers_view *v, const json_t *bag)
 {
     const char *cluster = field(bag, PEERS_KEY_ETCD_CLUSTER);
@@ -139,6 +177,7 @@ int peers_read(const struct hook_event *ev, struct peers_view *out, char **err)
                 snprintf(p->address, sizeof p->address, "%s", a);
             else if (a)
                 log_warning("peer %s: ingress-address is not an IP address: ignored", name);
+            read_tls(p, bag);
         } else {
             log_warning("peer %s: %s", name, ERRMSG(why));
         }

@@ -1,6 +1,7 @@
 /* The peer relation (database-peers) read once per pass into a typed view: the other
  * units and their addresses, this unit's address, and what the leader publishes in the
- * application databag (the etcd member list, the cluster token, the internal CA's secret).
+ * application databag (the etcd member list, the cluster token, the internal CA's secret),
+ * and what each unit says of its peer-certificates CAs.
  *
  * Relation data is outside input: every value is validated here (addresses with
  * inet_pton, member lists with etcd_cluster_parse, secret URIs with settings_secret_id);
@@ -26,10 +27,22 @@
 #define PEERS_KEY_ETCD_TOKEN "etcd-token"     /* --initial-cluster-token */
 #define PEERS_KEY_CA "internal-ca"            /* URI of the internal CA secret */
 
+/* Unit databag keys (each unit; tls.c): the CAs of the peer-certificates provider this unit
+ * holds certificates from (PEM, public), and the SHA-256 fingerprints of the provider CAs
+ * every peer-traffic service of this unit trusts (space-separated lowercase hex). */
+#define PEERS_KEY_TLS_CAS "tls-peer-cas"
+#define PEERS_KEY_TLS_TRUST "tls-peer-trust"
+#define PEERS_TLS_CAS_MAX 8192
+#define PEERS_TLS_TRUST_MAX 272 /* four fingerprints */
+
 struct peer_unit {
     char unit[ETCD_NAME_MAX];     /* postgresql/1 */
     char member[ETCD_NAME_MAX];   /* postgresql-1 */
     char address[PEERS_ADDR_MAX]; /* "" when not published or invalid */
+    char tls_cas[PEERS_TLS_CAS_MAX];     /* PEERS_KEY_TLS_CAS, "" when absent or too long
+                                          * (the PEM is checked where it is used) */
+    char tls_trust[PEERS_TLS_TRUST_MAX]; /* PEERS_KEY_TLS_TRUST, "" when absent or invalid */
+    bool tls_trust_known;                /* the unit published PEERS_KEY_TLS_TRUST */
 };
 
 struct peers_view {
@@ -52,6 +65,10 @@ int peers_member_name(const char *unit, char *buf, size_t size);
 
 /* Whether s is an IPv4 or IPv6 address in text. */
 bool peers_address_valid(const char *s);
+
+/* Whether s is a PEERS_KEY_TLS_TRUST value: up to four SHA-256 fingerprints (64 lowercase
+ * hex digits each), separated by single or repeated spaces; "" is valid (none). */
+bool peers_trust_valid(const char *s);
 
 /* Read the relation (relation-ids, relation-list, relation-get of each unit and of the
  * app) and this unit's address (unit-get private-address). Returns 0 or -1. */

@@ -30,6 +30,11 @@ const struct pki_files pki_agent = {PKI_AGENT_DIR "/ca.pem", PKI_AGENT_DIR "/cer
                                     PKI_AGENT_DIR "/key.pem"};
 const struct pki_files pki_pg = {PKI_PG_DIR "/ca.pem", PKI_PG_DIR "/cert.pem",
                                  PKI_PG_DIR "/key.pem"};
+const struct pki_files pki_peer_agent = {PKI_AGENT_DIR "/peer-ca.pem",
+                                         PKI_AGENT_DIR "/peer-cert.pem",
+                                         PKI_AGENT_DIR "/peer-key.pem"};
+const struct pki_files pki_peer_pg = {PKI_PG_DIR "/peer-ca.pem", PKI_PG_DIR "/peer-cert.pem",
+                                      PKI_PG_DIR "/peer-key.pem"};
 const struct pki_files pki_etcd = {PKI_ETCD_DIR "/ca.pem", PKI_ETCD_DIR "/cert.pem",
                                    PKI_ETCD_DIR "/key.pem"};
 
@@ -236,8 +241,8 @@ static bool cert_current(const char *cert, const char *key, const char *ca,
     return ok;
 }
 
-static int install_copy(const struct pki_files *f, const char *user, const char *ca,
-                        const char *cert, const char *key, bool *changed, char **err)
+int pki_install_copy(const struct pki_files *f, const char *user, const char *ca,
+                     const char *cert, const char *key, bool *changed, char **err)
 {
     uid_t uid = 0;
     gid_t gid = 0;
@@ -299,11 +304,9 @@ int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool 
         if (rc < 0)
             goto out;
     }
-    rc = install_copy(&pki_agent, NULL, ca_cert, cert, key, changed, err);
+    rc = pki_install_copy(&pki_agent, NULL, ca_cert, cert, key, changed, err);
     if (rc == 0)
-        rc = install_copy(&pki_pg, "postgres", ca_cert, cert, key, changed, err);
-    if (rc == 0)
-        rc = install_copy(&pki_etcd, "etcd", ca_cert, cert, key, changed, err);
+        rc = pki_install_copy(&pki_pg, "postgres", ca_cert, cert, key, changed, err);
 out:
     free(ca_cert);
     password_free(ca_key);
@@ -315,6 +318,6 @@ out:
 
 bool pki_ready(void)
 {
-    return access(pki_agent.ca, R_OK) == 0 && access(pki_agent.cert, R_OK) == 0 &&
-           access(pki_agent.key, R_OK) == 0;
+    return access(pki_peer_agent.ca, R_OK) == 0 && access(pki_peer_agent.cert, R_OK) == 0 &&
+           access(pki_peer_agent.key, R_OK) == 0;
 }

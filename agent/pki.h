@@ -4,9 +4,14 @@
  * end (90 % of its validity) or when the CA changes.
  *
  * Files (each private key 0600, owned by the one OS user that needs it):
- *   /var/lib/pg-agent/tls/{ca,cert,key}.pem            root (the agent: etcd client, REST API)
- *   /var/lib/postgresql/pg-agent-tls/{ca,cert,key}.pem postgres (server TLS, replication)
- *   /var/lib/etcd/pg-agent-tls/{ca,cert,key}.pem       etcd (client and peer mutual TLS)
+ *   /var/lib/pg-agent/tls/{ca,cert,key}.pem            root: the internal CA and this unit's
+ *   /var/lib/postgresql/pg-agent-tls/{ca,cert,key}.pem postgres    internal certificate
+ * The peer identity (tls.c: the internal certificate, or the peer-certificates provider's)
+ * and the peer trust bundle (the internal CA and the provider CAs every unit may present):
+ *   /var/lib/pg-agent/tls/peer-{ca,cert,key}.pem          root (etcd client, REST API)
+ *   /var/lib/postgresql/pg-agent-tls/peer-{ca,cert,key}.pem postgres (replication, rewind;
+ *                                                          peer-ca.pem is ssl_ca_file)
+ *   /var/lib/etcd/pg-agent-tls/{ca,cert,key}.pem          etcd (client and peer mutual TLS)
  * The CA's private key never reaches a file: it lives in the secret and in memory for
  * the moment a certificate is signed.
  *
@@ -39,18 +44,25 @@ int pki_read_file(const char *path, bool secret, char **out, char **err);
  * Returns 1 when the file changed, 0 when it already was that, -errno. */
 int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, char **err);
 
-/* The three copies (see above). */
-extern const struct pki_files pki_agent, pki_pg, pki_etcd;
+/* ca, cert and key into f's three files, owned by user (NULL: root; a user that does not
+ * exist: nothing is written, that service is not installed). *changed when one changed.
+ * 0 or -errno. */
+int pki_install_copy(const struct pki_files *f, const char *user, const char *ca,
+                     const char *cert, const char *key, bool *changed, char **err);
+
+/* The internal copies, and the peer identity's copies (see above). */
+extern const struct pki_files pki_agent, pki_pg;
+extern const struct pki_files pki_peer_agent, pki_peer_pg, pki_etcd;
 
 /* Converge: the CA exists (the leader creates it), this unit's key and certificate exist
- * and are current, and the copies are in place. *changed tells whether a certificate or
- * the CA changed on disk (PostgreSQL and the REST API reload, etcd restarts).
+ * and are current, and the internal copies are in place (tls.c installs the peer copies).
+ * *changed tells whether a certificate or the CA changed on disk (PostgreSQL reloads).
  * Returns 0; -EAGAIN when a non-leader waits for the leader's CA (*err says so); another
  * negative errno on failure. */
 int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool leader,
                  bool *changed, char **err);
 
-/* Whether this unit's files are all in place (the certificate verifies against the CA). */
+/* Whether this unit's peer identity files are all in place. */
 bool pki_ready(void);
 
 #endif

@@ -18,6 +18,7 @@
 #include "version.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,6 +222,36 @@ static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
 
 static bool tls_active; /* this pass: tls_converge installed the provider's certificate */
 
+static bool snap_replica_running(void)
+{
+    struct ha_snapshot snap;
+    ha_snapshot_get(&snap);
+    return snap.pg_running && snap.role != HA_ROLE_PRIMARY;
+}
+
+/* A replication connection reads its client certificate when it connects: after a new peer
+ * identity the WAL receiver goes (SIGTERM, as an administrator's command) and the startup
+ * process starts another within wal_retrieve_retry_interval, with the new certificate.
+ * PostgreSQL itself keeps running. */
+static void reconnect_walreceiver(void)
+{
+    PGconn *c = NULL;
+    char *err = NULL;
+    long pid = 0;
+    if (db_connect(PG_SOCKET_DIR, PG_PORT, &c, &err) == 0 &&
+        db_walreceiver_pid(c, &pid, &err) == 0 && pid > 0) {
+        if (kill((pid_t)pid, SIGTERM) == 0)
+            log_info("replication reconnects with the new peer certificate (WAL receiver %ld "
+                     "restarted)", pid);
+        else
+            log_warning("cannot restart the WAL receiver %ld: %s", pid, strerror(errno));
+    } else if (err) {
+        log_warning("cannot find the WAL receiver: %s", ERRMSG(err));
+    }
+    free(err);
+    db_close(c);
+}
+
 static void host_facts_of(const struct pg_install *pg, bool tls, struct host_facts *h)
 {
     *h = (struct host_facts){.ram_mb = ram_mb(), .cpus = cpus(), .major = pg->major,
@@ -233,7 +264,7 @@ static void host_facts_of(const struct pg_install *pg, bool tls, struct host_fac
                         access(TLS_CLIENT_KEY, R_OK) == 0;
         h->tls_cert = provider ? TLS_CLIENT_CERT : pki_pg.cert;
         h->tls_key = provider ? TLS_CLIENT_KEY : pki_pg.key;
-        h->tls_ca = access(TLS_TRUST, R_OK) == 0 ? TLS_TRUST : pki_pg.ca;
+        h->tls_ca = pki_peer_pg.ca; /* client certificates: the peers' (replication, rewind) */
     }
 }
 
@@ -490,8 +521,8 @@ static void write_patronictl_conf(const struct peers_view *pv)
                  "scope: %s\nnamespace: %s\n"
                  "etcd3:\n  hosts: ['127.0.0.1:%d']\n  protocol: https\n"
                  "  cacert: %s\n  cert: %s\n  key: %s\n",
-                 PATRONICTL_CONF, pv->app, HA_NAMESPACE, ETCD_CLIENT_PORT, pki_agent.ca,
-                 pki_agent.cert, pki_agent.key) < 0)
+                 PATRONICTL_CONF, pv->app, HA_NAMESPACE, ETCD_CLIENT_PORT, pki_peer_agent.ca,
+                 pki_peer_agent.cert, pki_peer_agent.key) < 0)
         return;
     char tmp[] = PATRONICTL_CONF ".new";
     FILE *f = fopen(tmp, "we");
@@ -600,14 +631,21 @@ int reconcile_run(const struct hook_event *ev, bool full)
     rc = tls_converge(ev, &pv, &settings, &tst, &changed, &err);
     if (rc < 0)
         goto failed;
-    tls_active = tst.active;
-    if (tst.message[0])
-        want(&st, "blocked", "%s", tst.message);
-    if (tst.renew_at > 0) {
+    tls_active = tst.client.active;
+    if (tst.peer.message[0])
+        want(&st, "blocked", "%s", tst.peer.message);
+    else if (tst.client.message[0])
+        want(&st, "blocked", "%s", tst.client.message);
+    time_t renew_at = tst.client.renew_at;
+    if (tst.peer.renew_at > 0 && (renew_at == 0 || tst.peer.renew_at < renew_at))
+        renew_at = tst.peer.renew_at;
+    if (renew_at > 0) {
         time_t now = time(NULL);
-        long long ms = tst.renew_at > now ? (long long)(tst.renew_at - now) * 1000 + 1000 : 1000;
+        long long ms = renew_at > now ? (long long)(renew_at - now) * 1000 + 1000 : 1000;
         ha_poke_later(ms > 12LL * 3600 * 1000 ? 12 * 3600 * 1000 : (int)ms);
     }
+    if (tst.peer_waiting)
+        ha_poke_later(3000); /* the peers' trust comes with their hooks; the wait has an end */
     struct cluster_state cs;
     if (cluster_converge(ev, &pv, facts.is_leader, &cs, &err) < 0)
         goto failed;
@@ -665,6 +703,14 @@ int reconcile_run(const struct hook_event *ev, bool full)
             free(e2);
         }
     }
+    if (tst.peer_changed && snap_replica_running()) {
+        reconnect_walreceiver();
+        ha_poke_later(2000); /* the status again once it streams */
+    }
+    if (cs.tls_pending)
+        ha_poke_later(3000); /* etcd restarts for its new certificates once its turn comes */
+    if (tls_publish_trust(ev, &pv, !cs.tls_pending, &err) < 0)
+        goto failed;
     struct ha_snapshot snap;
     ha_snapshot_get(&snap);
     bool primary = snap.role == HA_ROLE_PRIMARY;

@@ -47,9 +47,12 @@ def unit_pids(init_pid):
     return pids
 
 
-# The private key of the unit's peer certificate: on disk for the programs that read it.
+# The private keys of the unit's internal certificate and of its peer identity (the internal
+# one, or a peer-certificates provider's): on disk for the programs that read them.
 TLS_KEYS = {"var/lib/pg-agent/tls/key.pem": "root",
             "var/lib/postgresql/pg-agent-tls/key.pem": "postgres",
+            "var/lib/pg-agent/tls/peer-key.pem": "root",
+            "var/lib/postgresql/pg-agent-tls/peer-key.pem": "postgres",
             # the key of a tls-certificates provider's certificate (tls.c), when integrated
             "var/lib/postgresql/pg-agent-tls/client-key.pem": "postgres",
             "var/lib/etcd/pg-agent-tls/key.pem": "etcd"}

@@ -1,9 +1,10 @@
 /* Unit tests for the pure parts of agent/peers.c: member names from unit names and the
- * address check applied to relation data. */
+ * address check applied to relation data, the fingerprint lists units publish. */
 #include "check.h"
 
 #include "peers.h"
 
+#include <stdio.h>
 #include <string.h>
 
 TEST(member_names)
@@ -40,11 +41,32 @@ TEST(addresses)
     CHECK(!peers_address_valid(NULL));
 }
 
+TEST(trust_lists)
+{
+    char fp[65], two[140], five[400];
+    memset(fp, 'a', 64);
+    fp[64] = '\0';
+    CHECK(peers_trust_valid(""));
+    CHECK(peers_trust_valid(fp));
+    snprintf(two, sizeof two, "%s %s", fp, fp);
+    CHECK(peers_trust_valid(two));
+    snprintf(five, sizeof five, "%s %s %s %s %s", fp, fp, fp, fp, fp);
+    CHECK(!peers_trust_valid(five)); /* more than four */
+    two[3] = 'A';                    /* uppercase */
+    CHECK(!peers_trust_valid(two));
+    fp[63] = '\0'; /* 63 digits */
+    CHECK(!peers_trust_valid(fp));
+    CHECK(!peers_trust_valid("zz"));
+    CHECK(!peers_trust_valid("-----BEGIN CERTIFICATE-----"));
+    CHECK(!peers_trust_valid(NULL));
+}
+
 int main(void)
 {
     static const struct check_case cases[] = {
         {"member_names", member_names},
         {"addresses", addresses},
+        {"trust_lists", trust_lists},
     };
     return check_run("peers", cases, sizeof cases / sizeof cases[0]);
 }
