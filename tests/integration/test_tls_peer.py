@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from conftest import any_error, poll
 from test_ha import APP, cluster_settled, primary_unit
 from test_tls import (CHARM, PROVIDER_FAULTS, addresses, all_verify, connect,
-                      primary_by_action, start_times, unit_states)
+                      primary_by_action, start_times, streaming_over_tls, unit_states)
 from test_tls_provider import (JUJU_KEYS, load_cert, load_schema, openssl_verify, rel_info,
                                validate_databag)
 from test_tls_rotation import (BEGIN, END, Bundle, Writer, check_quiet, common_name,
@@ -145,10 +145,10 @@ def wait_peer_ca(model, ca_pem, what, timeout=180, current=False):
 
 def replication(model, cluster, primary=None):
     """[(client_dn, issuer_dn)] of the streaming TLS replication connections on the
-    primary."""
+    primary (verified with the CA PostgreSQL serves clients with: "clients_ca")."""
     addr = addresses(model)[primary or primary_by_action(model)]
     conn = connect(addr, cluster["password"], sslmode="verify-full",
-                   sslrootcert=cluster["internal_file"])
+                   sslrootcert=cluster.get("clients_ca", cluster["internal_file"]))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT s.client_dn, s.issuer_dn FROM pg_stat_replication r "
@@ -301,6 +301,50 @@ def test_switchover_on_provider_certificates(model, cluster):
     assert not misses, misses
     clients_on_internal(model, cluster)
     cluster["start"] = start_times(model, cluster)     # the old primary was demoted
+
+
+def unencrypted_tcp_sessions(model, cluster):
+    """Per unit, the TCP sessions (clients and replication) that are not encrypted."""
+    out = {}
+    for unit, addr in addresses(model).items():
+        conn = connect(addr, cluster["password"], sslmode="verify-full",
+                       sslrootcert=cluster["provider_file"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT a.backend_type, a.usename FROM pg_stat_activity a "
+                            "JOIN pg_stat_ssl s USING (pid) "
+                            "WHERE a.client_addr IS NOT NULL AND NOT s.ssl")
+                out[unit] = cur.fetchall()
+        finally:
+            conn.close()
+    return {u: rows for u, rows in out.items() if rows}
+
+
+def test_both_endpoints_on_the_provider(model, cluster):
+    """client-certificates too: clients verify the provider's CA on every unit, every TCP
+    session is encrypted, replicas stream on provider certificates; then client-certificates
+    goes again (PostgreSQL back on the internal certificate for clients)."""
+    assert cluster.get("switched"), "needs the switch"
+    before = start_times(model, cluster)
+    client_rel = (f"{APP}:client-certificates", "tls-provider:certificates")
+    model.juju("integrate", *client_rel)
+    cluster["clients_ca"] = cluster["provider_file"]
+    try:
+        poll(lambda: all_verify(model, cluster, cluster["provider_file"]), 120,
+             what="every unit serving clients the provider's certificate")
+        wait_replicas_by(model, cluster, cluster["provider_cn"],
+                         "replicas on provider certificates with both endpoints")
+        assert streaming_over_tls(model, cluster, cluster["provider_file"])
+        assert not unencrypted_tcp_sessions(model, cluster)
+        misses = peer_misses(model, cluster["provider"])
+        assert not misses, misses
+    finally:
+        model.juju("remove-relation", *client_rel)
+        cluster.pop("clients_ca")
+    poll(lambda: all_verify(model, cluster, cluster["internal_file"]), 120,
+         what="every unit serving clients the internal certificate again")
+    model.wait(cluster_settled(3), error=any_error, timeout=120)
+    assert start_times(model, cluster) == before, "PostgreSQL restarted"
 
 
 @pytest.mark.parametrize("fault", FAULTS)
