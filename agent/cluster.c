@@ -24,7 +24,8 @@
 
 #define CLIENT_TIMEOUT_MS 3000
 #define START_WAIT_MS 15000
-#define TLS_RESTART_TTL_S 30 /* the restart token's lease: a holder that dies lets go */
+#define TLS_RESTART_TTL_S 30  /* the restart token's lease: a holder that dies lets go */
+#define TLS_RESTART_WAIT_S 20 /* without an answer from etcd, restart anyway after this */
 
 /* The local member's command line, shared with the HA thread's supervisor. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -417,8 +418,8 @@ static bool tls_stale(void)
 
 /* etcd restarts to load new certificate files, one member at a time so that the cluster
  * keeps its quorum: the token is a key on a short lease (a member that dies while holding
- * it lets go). Without an answer from etcd (no quorum: nothing to keep) it restarts at
- * once. A member that waits for its turn says so in st->tls_pending. */
+ * it lets go). Without an answer from etcd for TLS_RESTART_WAIT_S (no quorum: nothing to
+ * keep) it restarts anyway. A member that waits for its turn says so in st->tls_pending. */
 static void restart_for_tls(const struct peers_view *pv, struct cluster_state *st)
 {
     if (etcd_running(CLUSTER_PID_FILE) <= 0 || !tls_stale())
@@ -436,12 +437,25 @@ static void restart_for_tls(const struct peers_view *pv, struct cluster_state *s
         answered = true;
         token = r.succeeded;
     }
-    if (answered && !token) {
-        (void)etcd_lease_revoke(c, lease, NULL);
+    /* no answer: most likely a peer's member is restarting right now (an election); wait
+     * for an answer a while, and only then restart without it (no quorum: nothing kept) */
+    static time_t unanswered_since;
+    time_t now = time(NULL);
+    if (answered)
+        unanswered_since = 0;
+    else if (!unanswered_since)
+        unanswered_since = now;
+    if ((answered && !token) || (!answered && now - unanswered_since < TLS_RESTART_WAIT_S)) {
+        if (answered)
+            (void)etcd_lease_revoke(c, lease, NULL);
         etcd_client_free(c);
-        free(e);
         st->tls_pending = true;
-        log_info("etcd restarts for its new certificates after the member restarting now");
+        if (answered)
+            log_info("etcd restarts for its new certificates after the member restarting now");
+        else
+            log_info("etcd restarts for its new certificates once the cluster answers (%s)",
+                     ERRMSG(e));
+        free(e);
         return;
     }
     if (answered)

@@ -93,6 +93,21 @@ def peer_leaves(model):
             for unit, addr in sorted(addresses(model).items()) for port in PEER_PORTS}
 
 
+def ports_on_files(model):
+    """Whether every peer port presents the leaf in its unit's peer-cert.pem (no etcd
+    restart for new files still waiting for its turn)."""
+    leaves = peer_leaves(model)
+    for unit in addresses(model):
+        r = model.exec(unit, "cat /var/lib/pg-agent/tls/peer-cert.pem")
+        if r.rc != 0 or BEGIN not in r.stdout:
+            return False
+        on_disk = fingerprint(r.stdout[r.stdout.index(BEGIN):r.stdout.index(END) + len(END)])
+        if any(not leaves[(unit, p)] or fingerprint(leaves[(unit, p)]) != on_disk
+               for p in PEER_PORTS):
+            return False
+    return True
+
+
 def fingerprint(pem):
     return load_cert(pem).fingerprint(hashes.SHA256()).hex()
 
@@ -353,6 +368,8 @@ def test_garbage_from_the_provider_keeps_the_last_good_certificate(model, cluste
     assert fault in PROVIDER_FAULTS
     wait_peer_ca(model, cluster["provider"], "the provider's certificate before the fault",
                  timeout=60, current=True)
+    poll(lambda: ports_on_files(model), 90, delay=1,
+         what="every peer port presenting its unit's current certificate file")
     good = peer_leaves(model)
     model.juju("config", "tls-provider", f"fault={fault}")
     try:
