@@ -404,16 +404,8 @@ int cluster_converge(const struct hook_event *ev, const struct peers_view *pv_in
  * (etcd reads them when it starts; its pid file is written as it starts). */
 static bool tls_stale(void)
 {
-    struct stat p, f;
-    if (stat(CLUSTER_PID_FILE, &p) < 0)
-        return false;
-    const char *files[] = {pki_etcd.ca, pki_etcd.cert, pki_etcd.key};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
-        if (stat(files[i], &f) == 0 &&
-            (f.st_mtim.tv_sec > p.st_mtim.tv_sec ||
-             (f.st_mtim.tv_sec == p.st_mtim.tv_sec && f.st_mtim.tv_nsec > p.st_mtim.tv_nsec)))
-            return true;
-    return false;
+    struct stat p;
+    return stat(CLUSTER_PID_FILE, &p) == 0 && pki_time_after(pki_files_mtime(&pki_etcd), p.st_mtim);
 }
 
 /* etcd restarts to load new certificate files, one member at a time so that the cluster
@@ -445,17 +437,18 @@ static void restart_for_tls(const struct peers_view *pv, struct cluster_state *s
         unanswered_since = 0;
     else if (!unanswered_since)
         unanswered_since = now;
-    if ((answered && !token) || (!answered && now - unanswered_since < TLS_RESTART_WAIT_S)) {
-        if (answered)
+    bool wait = answered ? !token : now - unanswered_since < TLS_RESTART_WAIT_S;
+    if (wait) {
+        if (answered) {
             (void)etcd_lease_revoke(c, lease, NULL);
-        etcd_client_free(c);
-        st->tls_pending = true;
-        if (answered)
             log_info("etcd restarts for its new certificates after the member restarting now");
-        else
+        } else {
             log_info("etcd restarts for its new certificates once the cluster answers (%s)",
                      ERRMSG(e));
+        }
+        etcd_client_free(c);
         free(e);
+        st->tls_pending = true;
         return;
     }
     if (answered)

@@ -1818,27 +1818,12 @@ static const struct restapi_ops api_ops = {
     .switchover = api_switchover,
 };
 
-/* The newest modification time of the REST API's certificate, key and CA files. */
-static struct timespec api_tls_mtime(void)
-{
-    struct timespec newest = {0};
-    const char *files[] = {pki_peer_agent.cert, pki_peer_agent.key, pki_peer_agent.ca};
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        struct stat st;
-        if (stat(files[i], &st) == 0 &&
-            (st.st_mtim.tv_sec > newest.tv_sec ||
-             (st.st_mtim.tv_sec == newest.tv_sec && st.st_mtim.tv_nsec > newest.tv_nsec)))
-            newest = st.st_mtim;
-    }
-    return newest;
-}
-
 static void api_ensure(void)
 {
     if (L.api) {
         /* new peer certificates (tls.c) are served from the next connection on */
-        struct timespec m = api_tls_mtime();
-        if (m.tv_sec == L.api_tls_mtime.tv_sec && m.tv_nsec == L.api_tls_mtime.tv_nsec)
+        struct timespec m = pki_files_mtime(&pki_peer_agent);
+        if (!pki_time_after(m, L.api_tls_mtime))
             return;
         char *err = NULL;
         if (restapi_reload_tls(L.api, &err) < 0)
@@ -1850,7 +1835,7 @@ static void api_ensure(void)
     }
     if (!L.p.address[0] || !pki_ready())
         return;
-    L.api_tls_mtime = api_tls_mtime();
+    L.api_tls_mtime = pki_files_mtime(&pki_peer_agent);
     struct restapi_config cfg = {.bind_addr = strchr(L.p.address, ':') ? "::" : "0.0.0.0",
                                  .port = HA_API_PORT, .cert_file = pki_peer_agent.cert,
                                  .key_file = pki_peer_agent.key, .ca_file = pki_peer_agent.ca};

@@ -316,6 +316,23 @@ out:
     return rc;
 }
 
+bool pki_time_after(struct timespec a, struct timespec b)
+{
+    return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec);
+}
+
+struct timespec pki_files_mtime(const struct pki_files *f)
+{
+    struct timespec newest = {0};
+    const char *files[] = {f->ca, f->cert, f->key};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        struct stat st;
+        if (stat(files[i], &st) == 0 && pki_time_after(st.st_mtim, newest))
+            newest = st.st_mtim;
+    }
+    return newest;
+}
+
 bool pki_ready(void)
 {
     return access(pki_peer_agent.ca, R_OK) == 0 && access(pki_peer_agent.cert, R_OK) == 0 &&

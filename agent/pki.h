@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "peers.h"
 #include "request.h"
@@ -61,6 +62,13 @@ extern const struct pki_files pki_peer_agent, pki_peer_pg, pki_etcd;
  * negative errno on failure. */
 int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool leader,
                  bool *changed, char **err);
+
+/* The newest modification time of f's three files ({0, 0} when none exists): a service
+ * that read them before then has to load them again. */
+struct timespec pki_files_mtime(const struct pki_files *f);
+
+/* Whether a is later than b. */
+bool pki_time_after(struct timespec a, struct timespec b);
 
 /* Whether this unit's peer identity files are all in place. */
 bool pki_ready(void);

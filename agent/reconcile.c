@@ -222,13 +222,6 @@ static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
 
 static bool tls_active; /* this pass: tls_converge installed the provider's certificate */
 
-static bool snap_replica_running(void)
-{
-    struct ha_snapshot snap;
-    ha_snapshot_get(&snap);
-    return snap.pg_running && snap.role != HA_ROLE_PRIMARY;
-}
-
 /* A replication connection reads its client certificate when it connects: after a new peer
  * identity the WAL receiver goes (SIGTERM, as an administrator's command) and the startup
  * process starts another within wal_retrieve_retry_interval, with the new certificate.
@@ -703,10 +696,6 @@ int reconcile_run(const struct hook_event *ev, bool full)
             free(e2);
         }
     }
-    if (tst.peer_changed && snap_replica_running()) {
-        reconnect_walreceiver();
-        ha_poke_later(2000); /* the status again once it streams */
-    }
     if (cs.tls_pending)
         ha_poke_later(3000); /* etcd restarts for its new certificates once its turn comes */
     if (tls_publish_trust(ev, &pv, !cs.tls_pending, &err) < 0)
@@ -714,6 +703,10 @@ int reconcile_run(const struct hook_event *ev, bool full)
     struct ha_snapshot snap;
     ha_snapshot_get(&snap);
     bool primary = snap.role == HA_ROLE_PRIMARY;
+    if (tst.peer_changed && snap.pg_running && !primary) {
+        reconnect_walreceiver();
+        ha_poke_later(2000); /* the status again once it streams */
+    }
     if (primary) {
         if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &err) < 0)
             goto failed;

@@ -550,7 +550,7 @@ static void ca_set_add_published(struct ca_set *c, const char *pems, const char 
     }
 }
 
-static char *fingerprint_of(const char *pem, char out[X509_SHA256_HEX])
+static void fingerprint_of(const char *pem, char out[X509_SHA256_HEX])
 {
     struct x509_info info;
     char *e = NULL;
@@ -558,7 +558,6 @@ static char *fingerprint_of(const char *pem, char out[X509_SHA256_HEX])
     if (pem && x509_cert_info(pem, &info, &e) == 0)
         snprintf(out, X509_SHA256_HEX, "%s", info.fingerprint);
     free(e);
-    return out;
 }
 
 /* Whether every peer says it trusts the CA with this fingerprint; *who: one that does not. */
