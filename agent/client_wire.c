@@ -9,8 +9,11 @@
 
 #include "errmsg.h"
 
+/* Charmed PostgreSQL's reserved names, and pg_hba.conf's keywords for its database field
+ * (a database named `all` would be every database in a rule that names it). */
 static const char *const reserved_databases[] = {"databases", "postgres", "template0",
-                                                 "template1", NULL};
+                                                 "template1", "all", "sameuser", "samerole",
+                                                 "samegroup", "replication", NULL};
 
 static const struct {
     const char *name;
@@ -148,11 +151,32 @@ out:
     return rc;
 }
 
+int client_wire_database(const char *value, char name[CLIENT_DB_MAX + 1], bool *prefix,
+                         char **why)
+{
+    struct client_request r;
+    int rc = parse_database(value ? value : "", value ? strlen(value) : 0, &r, why);
+    if (rc < 0)
+        return rc;
+    memcpy(name, r.database, sizeof r.database);
+    *prefix = r.prefix;
+    return 0;
+}
+
 int client_wire_parse(const json_t *bag, struct client_request *out, char **why)
 {
     *out = (struct client_request){0};
     if (!json_is_object(bag))
         return errmsg_set(why, -EINVAL, "relation data: the requirer's data is not an object");
+    const json_t *version = json_object_get(bag, "version");
+    if (json_object_get(bag, "requests") ||
+        (json_is_string(version) && strcmp(json_string_value(version), "v0") != 0))
+        return errmsg_set(why, -EINVAL, "relation data: only postgresql_client v0 requests are "
+                                        "served (data_interfaces v0); this one is v1");
+    if (json_object_get(bag, "entity-type") || json_object_get(bag, "requested-entity-secret"))
+        return errmsg_set(why, -EINVAL, "relation data: custom entities (entity-type, "
+                                        "requested-entity-secret) are not supported; ask for a "
+                                        "database");
     const json_t *db = json_object_get(bag, "database");
     if (db && !json_is_string(db))
         return errmsg_set(why, -EINVAL, "relation data: database is not a string");

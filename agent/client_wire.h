@@ -52,9 +52,15 @@ struct client_request {
     unsigned secrets;               /* enum client_secret_field (unknown names are ignored) */
 };
 
-/* Read the requirer's app databag (a JSON object of strings, as relation-get --format json
+/* Read the requirer's app databag (v1 multi-request data and custom entities are refused
+ * with a message saying so) (a JSON object of strings, as relation-get --format json
  * gives it) into *out. Returns 0 (out->have_database false while `database` is absent), or
  * -EINVAL with *why saying which field is wrong and how to fix it. */
 int client_wire_parse(const json_t *bag, struct client_request *out, char **why);
+
+/* One database value (a name, or a prefix ending in `*`) under the rules above: 0 with the
+ * name (without `*`) in name and *prefix set, or -EINVAL with *why. */
+int client_wire_database(const char *value, char name[CLIENT_DB_MAX + 1], bool *prefix,
+                         char **why);
 
 #endif

@@ -22,6 +22,11 @@ static int pq_fail(char **err, const char *what, const char *msg)
 
 int db_connect(const char *socket_dir, int port, PGconn **out, char **err)
 {
+    return db_connect_to(socket_dir, port, "postgres", out, err);
+}
+
+int db_connect_to(const char *socket_dir, int port, const char *dbname, PGconn **out, char **err)
+{
     char portbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", port);
     /* The agent's own writes (roles, passwords, slots) are idempotent and re-applied by
@@ -29,7 +34,7 @@ int db_connect(const char *socket_dir, int port, PGconn **out, char **err)
      * without one would hang the hook that could bring one (synchronous_commit=local). */
     const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout",
                           "application_name", "options", NULL};
-    const char *vals[] = {socket_dir, portbuf, "postgres", "postgres", "10", "pg-agent",
+    const char *vals[] = {socket_dir, portbuf, dbname, "postgres", "10", "pg-agent",
                           "-c synchronous_commit=local", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 0);
     if (!conn)

@@ -18,6 +18,8 @@
 
 /* Connect to database postgres over socket_dir:port as postgres. */
 int db_connect(const char *socket_dir, int port, PGconn **out, char **err);
+/* The same, to database dbname (a name as it is, not a connection string). */
+int db_connect_to(const char *socket_dir, int port, const char *dbname, PGconn **out, char **err);
 void db_close(PGconn *conn);
 
 /* "15.20" from server_version (the distro suffix dropped), into buf. */

@@ -144,6 +144,7 @@ struct local_pg {
     uint64_t replay;
     char sysid[32];
     bool pending_restart; /* a changed setting waits for a restart */
+    char roles[33];       /* md5 of the login role names (pg_hba.conf names them) */
 };
 
 static struct {
@@ -152,6 +153,7 @@ static struct {
     uint64_t params_gen;
     struct etcd_client *etcd;
     char endpoints_key[1024]; /* what the client was made for */
+    char roles[33];           /* the login roles last seen (local_pg.roles) */
     int64_t lease;
     struct etcd_watch *watch;
     sd_event_source *watch_src;
@@ -615,9 +617,11 @@ static int pg_query_local(struct local_pg *l)
         "COALESCE((pg_last_wal_receive_lsn() - '0/0')::bigint, 0), "
         "COALESCE((pg_last_wal_replay_lsn() - '0/0')::bigint, 0), "
         "(SELECT system_identifier::text FROM pg_control_system()), "
-        "(SELECT count(*) > 0 FROM pg_settings WHERE pending_restart)");
+        "(SELECT count(*) > 0 FROM pg_settings WHERE pending_restart), "
+        "(SELECT COALESCE(md5(string_agg(rolname, ',' ORDER BY rolname)), '') FROM pg_roles "
+        "WHERE rolcanlogin)");
     int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 8) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 9) {
         l->primary = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
         l->lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
         l->tli = (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10);
@@ -626,6 +630,7 @@ static int pg_query_local(struct local_pg *l)
         l->replay = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
         snprintf(l->sysid, sizeof l->sysid, "%s", PQgetvalue(r, 0, 6));
         l->pending_restart = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
+        snprintf(l->roles, sizeof l->roles, "%s", PQgetvalue(r, 0, 8));
         rc = 0;
     }
     PQclear(r);
@@ -1969,6 +1974,22 @@ static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
     pthread_mutex_lock(&mu);
     struct ha_snapshot *s = &shared.snap;
     bool changed = s->role != role || strcmp(s->leader, v->leader) != 0;
+    /* the streaming replicas, as the DCS shows them (read-only endpoints for clients) */
+    char replicas[PEERS_MAX][PEERS_ADDR_MAX] = {{0}};
+    int n_replicas = 0;
+    for (size_t i = 0; v->ok && i < v->n && n_replicas < PEERS_MAX; i++) {
+        const struct member_info *m = &v->members[i];
+        if (strcmp(m->name, v->leader) == 0 || !m->host[0] || !m->streaming ||
+            strcmp(m->state, "running") != 0)
+            continue;
+        snprintf(replicas[n_replicas++], PEERS_ADDR_MAX, "%s", m->host);
+    }
+    bool replicas_changed = v->ok && (n_replicas != s->n_replicas ||
+                                      memcmp(replicas, s->replicas, sizeof replicas) != 0);
+    if (v->ok) {
+        memcpy(s->replicas, replicas, sizeof replicas);
+        s->n_replicas = n_replicas;
+    }
     s->started = true;
     s->dcs_ok = v->ok;
     s->role = role;
@@ -1991,6 +2012,13 @@ static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
                  role == HA_ROLE_PRIMARY ? "primary" : role == HA_ROLE_NONE ? "none" : "replica",
                  v->leader[0] ? v->leader : "none");
         raise_event(why);
+    } else if (replicas_changed && L.p.juju_leader) {
+        raise_event("the streaming replicas changed");
+    }
+    if (l->running && l->ready && l->roles[0]) {
+        if (L.roles[0] && strcmp(L.roles, l->roles) != 0 && !changed)
+            raise_event("the login roles changed");
+        snprintf(L.roles, sizeof L.roles, "%s", l->roles);
     }
 }
 

@@ -61,6 +61,10 @@ struct ha_snapshot {
     char problem[256];   /* why the loop cannot do its job (blocked/waiting), "" when fine */
     bool blocked;        /* problem needs an operator (e.g. etcd lost its quorum) */
     uint64_t generation; /* bumps whenever role or leader changes */
+    /* the other members that run and stream from the leader (their addresses, DCS order):
+     * what clients get as read-only endpoints */
+    char replicas[PEERS_MAX][PEERS_ADDR_MAX];
+    int n_replicas;
 };
 
 /* Start the loop (first call) or hand it new parameters. Returns 0 or -1 (*err). */
@@ -72,6 +76,11 @@ void ha_snapshot_get(struct ha_snapshot *out);
  * upgrade re-exec) saved, so that no lease lapses while waiting for a hook. Returns 1
  * when resumed, 0 when there was nothing (usable) to resume. */
 int ha_resume(void);
+
+/* Events the loop raises by itself (ha-changed, a full pass): this member's role or the
+ * leader changed; the set of streaming replicas changed (the Juju leader's agent only: it
+ * publishes the client endpoints); the login roles of the local server changed (a client
+ * with CREATEROLE made one: pg_hba.conf names it). */
 
 /* Raise an event (juju-exec) in about ms milliseconds: the hook thread's way to get a hook
  * context later (an etcd membership change etcd refused, a certificate due for renewal).

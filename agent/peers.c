@@ -117,6 +117,33 @@ static void read_app(struct peers_view *v, const json_t *bag)
         else
             log_warning("peer app data %s is not a secret URI: ignored", PEERS_KEY_CA);
     }
+    const char *clients = field(bag, PEERS_KEY_CLIENTS);
+    if (clients && strlen(clients) < sizeof v->clients) {
+        snprintf(v->clients, sizeof v->clients, "%s", clients);
+        v->clients_known = true;
+    } else if (clients) {
+        log_warning("peer app data %s is longer than %d bytes: ignored", PEERS_KEY_CLIENTS,
+                    PEERS_CLIENTS_MAX - 1);
+    }
+}
+
+bool peers_digest_valid(const char *s)
+{
+    if (!s || strlen(s) != PEERS_DIGEST_MAX - 1)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+static void read_digest(const json_t *bag, const char *key, const char *unit, char *out)
+{
+    const char *d = field(bag, key);
+    if (d && peers_digest_valid(d))
+        snprintf(out, PEERS_DIGEST_MAX, "%s", d);
+    else if (d && *d)
+        log_warning("peer %s: %s is not a digest: ignored", unit, key);
 }
 
 int peers_read(const struct hook_event *ev, struct peers_view *out, char **err)
@@ -178,6 +205,8 @@ int peers_read(const struct hook_event *ev, struct peers_view *out, char **err)
             else if (a)
                 log_warning("peer %s: ingress-address is not an IP address: ignored", name);
             read_tls(p, bag);
+            read_digest(bag, PEERS_KEY_CLIENTS_HBA, name, p->clients_hba);
+            read_digest(bag, PEERS_KEY_CLIENTS_ROLES, name, p->clients_roles);
         } else {
             log_warning("peer %s: %s", name, ERRMSG(why));
         }
@@ -186,6 +215,18 @@ int peers_read(const struct hook_event *ev, struct peers_view *out, char **err)
         out->n++;
     }
     json_decref(list);
+
+    const char *own_argv[] = {"relation-get", "-r", out->rel, "-", ev->unit, NULL};
+    json_t *own = NULL;
+    char *own_why = NULL;
+    if (hooktool_json(ev, own_argv, &own, &own_why) == 0 && json_is_object(own)) {
+        read_digest(own, PEERS_KEY_CLIENTS_HBA, ev->unit, out->my_clients_hba);
+        read_digest(own, PEERS_KEY_CLIENTS_ROLES, ev->unit, out->my_clients_roles);
+    } else if (own_why) {
+        log_debug("own peer data: %s", own_why);
+    }
+    free(own_why);
+    json_decref(own);
 
     const char *app_argv[] = {"relation-get", "-r", out->rel, "--app", "-", ev->unit, NULL};
     json_t *bag = NULL;

@@ -32,6 +32,14 @@
  * every peer-traffic service of this unit trusts (space-separated lowercase hex). */
 #define PEERS_KEY_TLS_CAS "tls-peer-cas"
 #define PEERS_KEY_TLS_TRUST "tls-peer-trust"
+/* Client relations (clients.c): the leader's list of client users (app key, JSON, checked by
+ * clients_parse), and what each unit has done with it (unit keys: the list's digest once
+ * its pg_hba.conf admits those users; once, as the primary, it created them). */
+#define PEERS_KEY_CLIENTS "clients"
+#define PEERS_KEY_CLIENTS_HBA "clients-hba"
+#define PEERS_KEY_CLIENTS_ROLES "clients-roles"
+#define PEERS_CLIENTS_MAX 32768
+#define PEERS_DIGEST_MAX 65 /* 64 lowercase hex digits */
 #define PEERS_TLS_CAS_MAX 8192
 #define PEERS_TLS_TRUST_MAX 272 /* four fingerprints */
 
@@ -43,6 +51,8 @@ struct peer_unit {
                                           * (the PEM is checked where it is used) */
     char tls_trust[PEERS_TLS_TRUST_MAX]; /* PEERS_KEY_TLS_TRUST, "" when absent or invalid */
     bool tls_trust_known;                /* the unit published PEERS_KEY_TLS_TRUST */
+    char clients_hba[PEERS_DIGEST_MAX];   /* PEERS_KEY_CLIENTS_HBA, "" when absent/invalid */
+    char clients_roles[PEERS_DIGEST_MAX]; /* PEERS_KEY_CLIENTS_ROLES, likewise */
 };
 
 struct peers_view {
@@ -57,6 +67,10 @@ struct peers_view {
     struct etcd_cluster cluster;
     char token[65];
     char ca_uri[128];
+    char my_clients_hba[PEERS_DIGEST_MAX];   /* this unit's own PEERS_KEY_CLIENTS_HBA */
+    char my_clients_roles[PEERS_DIGEST_MAX]; /* and PEERS_KEY_CLIENTS_ROLES */
+    bool clients_known;               /* the leader published PEERS_KEY_CLIENTS */
+    char clients[PEERS_CLIENTS_MAX];  /* its value (too long: not known, warned) */
 };
 
 /* "postgresql/1" -> "postgresql-1" (a valid etcd member name), into buf. Returns 0 or
@@ -65,6 +79,9 @@ int peers_member_name(const char *unit, char *buf, size_t size);
 
 /* Whether s is an IPv4 or IPv6 address in text. */
 bool peers_address_valid(const char *s);
+
+/* Whether s is a digest as PEERS_KEY_CLIENTS_HBA holds it: 64 lowercase hex digits. */
+bool peers_digest_valid(const char *s);
 
 /* Whether s is a PEERS_KEY_TLS_TRUST value: up to four SHA-256 fingerprints (64 lowercase
  * hex digits each), separated by single or repeated spaces; "" is valid (none). */

@@ -388,7 +388,23 @@ int pgconf_render_conf(const struct pg_settings *s, const struct host_facts *h, 
 /* ---- pg_hba.conf ------------------------------------------------------------------ */
 
 static const char *const hba_types[] = {"local", "host", "hostssl", "hostnossl", NULL};
-static const char *const hba_methods[] = {"peer", "scram-sha-256", "cert", "reject", NULL};
+static const char *const hba_methods[] = {"peer", "scram-sha-256", "cert", "reject", "md5", NULL};
+
+/* md5 is admitted for one user pattern only: the auth user PgBouncer's charm creates with an
+ * md5 verifier (pgbouncer_auth_relation_<id>), and only over TLS. */
+static bool md5_user(const char *user)
+{
+    static const char prefix[] = "pgbouncer_auth_relation_";
+    if (!user || strncmp(user, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *d = user + sizeof prefix - 1;
+    if (!*d || strlen(d) > 9)
+        return false;
+    for (; *d; d++)
+        if (*d < '0' || *d > '9')
+            return false;
+    return true;
+}
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -417,10 +433,13 @@ static int check_rule(const struct pg_hba_rule *r, size_t i, char **err)
     if (!r->method || !in_list(hba_methods, r->method) ||
         (!local && strcmp(r->method, "peer") == 0) ||
         (strcmp(r->method, "cert") == 0 && strcmp(r->type, "hostssl") != 0) ||
+        (strcmp(r->method, "md5") == 0 &&
+         (strcmp(r->type, "hostssl") != 0 || !md5_user(r->user))) ||
         (strcmp(r->type, "hostnossl") == 0 && strcmp(r->method, "reject") != 0))
         return errmsg_set(err, -EINVAL,
                           "pg_hba rule %zu: method is not peer (local only), scram-sha-256, cert "
-                          "(hostssl only) or reject (the only one for hostnossl)",
+                          "(hostssl only), md5 (hostssl and PgBouncer's auth user only) or "
+                          "reject (the only one for hostnossl)",
                           i);
     if (local != (r->address == NULL))
         return errmsg_set(err, -EINVAL, "pg_hba rule %zu: %s", i,
@@ -459,7 +478,8 @@ enum hba_when {
     HBA_ALWAYS = 0,
     HBA_REMOTE_SUPERUSER,   /* only with superuser-remote-access */
     HBA_NO_REMOTE_SUPERUSER, /* only without it */
-    HBA_PEERS                /* where the peer rules go */
+    HBA_PEERS,               /* where the peer rules go */
+    HBA_CLIENTS              /* where the client relations' rules go */
 };
 
 static const struct {
@@ -485,7 +505,8 @@ static const struct {
     {HBA_ALWAYS, {"host", "all", "rewind", "127.0.0.1/32", "scram-sha-256", NULL}},
     {HBA_ALWAYS, {"host", "all", "rewind", "::1/128", "scram-sha-256", NULL}},
     {HBA_ALWAYS, {"host", "all", "monitoring", "all", "scram-sha-256", NULL}},
-    /* later: per-client rules go here, before the final reject */
+    /* the client relations' users (clients.c), before the final reject */
+    {HBA_CLIENTS, {NULL, NULL, NULL, NULL, NULL, NULL}},
     {HBA_ALWAYS, {"host", "all", "all", "all", "reject", NULL}},
 };
 
@@ -497,15 +518,26 @@ static bool hba_applies(enum hba_when when, const struct pg_settings *s)
 #define HBA_MAX_PEERS ((size_t)64)
 
 int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *peers,
-                      size_t n_peers, char **out, char **err)
+                      size_t n_peers, const struct pg_hba_rule *clients, size_t n_clients,
+                      char **out, char **err)
 {
     if (n_peers > HBA_MAX_PEERS)
         return errmsg_set(err, -EINVAL, "more than %zu peer addresses", HBA_MAX_PEERS);
-    struct pg_hba_rule rules[sizeof hba_base / sizeof *hba_base + 2 * HBA_MAX_PEERS + 1];
+    if (n_clients > PGCONF_MAX_CLIENT_RULES)
+        return errmsg_set(err, -EINVAL, "more than %d client rules", PGCONF_MAX_CLIENT_RULES);
+    size_t max = sizeof hba_base / sizeof *hba_base + 2 * HBA_MAX_PEERS + n_clients + 1;
+    struct pg_hba_rule *rules = calloc(max, sizeof *rules);
+    if (!rules)
+        return errmsg_set(err, -ENOMEM, "out of memory");
     char addrs[HBA_MAX_PEERS][INET6_ADDRSTRLEN + 8];
     size_t n = 0;
     bool nossl_rejected = false;
     for (size_t i = 0; i < sizeof hba_base / sizeof *hba_base; i++) {
+        if (hba_base[i].when == HBA_CLIENTS) {
+            for (size_t c = 0; c < n_clients; c++)
+                rules[n++] = clients[c];
+            continue;
+        }
         if (hba_base[i].when != HBA_PEERS) {
             if (!hba_applies(hba_base[i].when, s))
                 continue;
@@ -526,8 +558,10 @@ int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *
         for (size_t p = 0; tls && p < n_peers; p++) {
             unsigned char bin[16];
             bool v4 = peers[p] && inet_pton(AF_INET, peers[p], bin) == 1;
-            if (!v4 && !(peers[p] && inet_pton(AF_INET6, peers[p], bin) == 1))
+            if (!v4 && !(peers[p] && inet_pton(AF_INET6, peers[p], bin) == 1)) {
+                free(rules);
                 return errmsg_set(err, -EINVAL, "peer address %zu is not an IP address", p);
+            }
             snprintf(addrs[p], sizeof addrs[p], "%s/%d", peers[p], v4 ? 32 : 128);
             rules[n++] = (struct pg_hba_rule){"hostssl", "replication", "replication", addrs[p],
                                               "cert", "map=pg-agent-peers"};
@@ -535,7 +569,9 @@ int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *
                                               "map=pg-agent-peers"};
         }
     }
-    return pgconf_format_hba(rules, n, out, err);
+    int rc = pgconf_format_hba(rules, n, out, err);
+    free(rules);
+    return rc;
 }
 
 /* ---- pg_ident.conf ---------------------------------------------------------------- */

@@ -65,7 +65,8 @@ struct pg_hba_rule {
     const char *database; /* all, replication, a database name */
     const char *user;     /* all, a role name */
     const char *address;  /* all, an address/mask; NULL for local */
-    const char *method;   /* peer (local only), scram-sha-256, cert (hostssl only), reject */
+    const char *method;   /* peer (local only), scram-sha-256, cert (hostssl only), reject,
+                             md5 (hostssl, pgbouncer_auth_relation_<n> only) */
     const char *options;  /* e.g. "map=pg-agent", or NULL */
 };
 
@@ -80,11 +81,15 @@ int pgconf_format_hba(const struct pg_hba_rule *rules, size_t n, char **out, cha
  * superuser over TCP only from loopback unless superuser-remote-access, replication and
  * rewind from loopback with SCRAM and, when tls, from each peer address (n_peers IP
  * addresses in text, this unit's included) over TLS with a certificate of the internal CA
- * (method cert, map pg-agent-peers), and a final line that rejects everything else.
- * -EINVAL: more than 64 addresses, or (with tls, when they are used) one that is not an
- * IP address. */
+ * (method cert, map pg-agent-peers), then the client relations' rules (n_clients, as given,
+ * checked like every rule: clients.c builds them), and a final line that rejects
+ * everything else. -EINVAL: more than 64 addresses, or (with tls, when they are used) one
+ * that is not an IP address; more than PGCONF_MAX_CLIENT_RULES client rules; a rule
+ * pgconf_format_hba refuses. */
+#define PGCONF_MAX_CLIENT_RULES 4096
 int pgconf_render_hba(const struct pg_settings *s, bool tls, const char *const *peers,
-                      size_t n_peers, char **out, char **err);
+                      size_t n_peers, const struct pg_hba_rule *clients, size_t n_clients,
+                      char **out, char **err);
 
 /* pg_ident.conf: map "pg-agent" lets OS users root (the agent) and postgres log in as the
  * role postgres with peer authentication; map "pg-agent-peers" lets the peer certificates

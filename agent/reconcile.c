@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "reconcile.h"
 
+#include "clients.h"
 #include "cluster.h"
 #include "db.h"
 #include "ha.h"
@@ -264,8 +265,8 @@ static void host_facts_of(const struct pg_install *pg, bool tls, struct host_fac
 /* postgresql.conf, pg_hba.conf, pg_ident.conf as they should be (out[3], malloc'd).
  * Returns 0; 1 when a setting cannot work here (blocked, said in st); -1 on failure. */
 static int render_conf(const struct pg_install *pg, const struct pg_settings *s,
-                       const struct peers_view *pv, bool tls, char *out[3],
-                       struct unit_status *st, char **err)
+                       const struct peers_view *pv, bool tls, const struct clients_view *cv,
+                       char *out[3], struct unit_status *st, char **err)
 {
     struct host_facts h;
     host_facts_of(pg, tls, &h);
@@ -282,7 +283,7 @@ static int render_conf(const struct pg_install *pg, const struct pg_settings *s,
     for (size_t i = 0; i < pv->n; i++)
         if (pv->units[i].address[0])
             addrs[n++] = pv->units[i].address;
-    if (pgconf_render_hba(s, tls, addrs, n, &out[1], err) < 0 ||
+    if (pgconf_render_hba(s, tls, addrs, n, cv->rules, cv->n_rules, &out[1], err) < 0 ||
         pgconf_render_ident(pv->app, &out[2], err) < 0)
         return -1;
     return 0;
@@ -293,8 +294,9 @@ static int render_conf(const struct pg_install *pg, const struct pg_settings *s,
  * serving). Settings that need a restart are left to the HA loop's rolling restart
  * (*restart tells the caller). */
 static int apply_config(const struct pg_install *pg, char *const rendered[3], bool *restart_needed,
-                        struct unit_status *st, char **err)
+                        bool *loaded, struct unit_status *st, char **err)
 {
+    *loaded = false;
     struct conf_file f[3] = {{.name = "postgresql.conf"}, {.name = "pg_hba.conf"},
                              {.name = "pg_ident.conf"}};
     int rc = -1;
@@ -321,6 +323,7 @@ static int apply_config(const struct pg_install *pg, char *const rendered[3], bo
     bool ready;
     if (!any || pg_running(pg, &ready) <= 0) {
         rc = 0; /* not running: it starts with these files */
+        *loaded = !any;
         goto out;
     }
     PGconn *conn = NULL;
@@ -342,8 +345,10 @@ static int apply_config(const struct pg_install *pg, char *const rendered[3], bo
     }
     rc = db_reload_and_check(conn, RELOAD_WAIT_MS, restart_needed, err);
     db_close(conn);
-    if (rc == 0)
+    if (rc == 0) {
         log_info("configuration reloaded");
+        *loaded = true;
+    }
 out:
     conf_files_free(f, 3);
     return rc < 0 ? -1 : 0;
@@ -471,6 +476,25 @@ out:
     return rc;
 }
 
+/* What a client verifies the servers with (tls-ca): the client-certificates provider's CAs
+ * while its certificate is in use, and the internal CA (the certificate of any unit that has
+ * not switched yet, or of all of them without a provider). malloc'd; NULL when unknown. */
+static char *client_ca_bundle(const struct tls_state *tst)
+{
+    char *internal = NULL;
+    char *e = NULL;
+    if (pki_read_file(pki_pg.ca, false, &internal, &e) < 0)
+        log_warning("internal CA: %s", ERRMSG(e));
+    free(e);
+    const char *provider = tst->client.active ? tst->client.ca : "";
+    char *out = NULL;
+    if (asprintf(&out, "%s%s%s", provider, provider[0] && internal ? "\n" : "",
+                 internal ? internal : "") < 0)
+        out = NULL;
+    free(internal);
+    return out;
+}
+
 /* This unit left the cluster (its removal started): no pass restarts anything. */
 static bool has_left;
 
@@ -554,6 +578,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
     struct peers_view pv;
     bool settings_ok = false;
     PGconn *conn = NULL;
+    struct clients_view *cv = NULL;
     char *config = NULL;
     char *rendered[3] = {NULL, NULL, NULL};
     char *err = NULL;
@@ -654,7 +679,24 @@ int reconcile_run(const struct hook_event *ev, bool full)
         want(&st, "blocked", "not changing PostgreSQL until the configuration is valid");
         goto done;
     }
-    rc = render_conf(&pg, &settings, &pv, true, rendered, &st, &err);
+    /* the local server, when it runs: its login roles (pg_hba.conf), its version */
+    bool ready = false;
+    if (pg_initialised(&pg) && pg_running(&pg, &ready) > 0 && ready) {
+        char *e2 = NULL;
+        if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &e2) < 0)
+            log_warning("%s", ERRMSG(e2));
+        free(e2);
+    }
+    cv = calloc(1, sizeof *cv);
+    if (!cv) {
+        errmsg_format(&err, "out of memory");
+        goto failed;
+    }
+    if (clients_read(ev, &pv, facts.is_leader, conn, cv, &err) < 0)
+        goto failed;
+    if (cv->message[0])
+        want(&st, "blocked", "%s", cv->message);
+    rc = render_conf(&pg, &settings, &pv, true, cv, rendered, &st, &err);
     if (rc < 0)
         goto failed;
     if (rc > 0)
@@ -685,9 +727,9 @@ int reconcile_run(const struct hook_event *ev, bool full)
         goto failed;
 
     bool restart_pending = false;
-    bool ready = false;
-    if (pg_initialised(&pg) && pg_running(&pg, &ready) > 0 && ready) {
-        if (apply_config(&pg, rendered, &restart_pending, &st, &err) < 0)
+    bool hba_loaded = false;
+    if (conn) {
+        if (apply_config(&pg, rendered, &restart_pending, &hba_loaded, &st, &err) < 0)
             goto failed;
         if (changed) {
             char *e2 = NULL;
@@ -707,11 +749,8 @@ int reconcile_run(const struct hook_event *ev, bool full)
         reconnect_walreceiver();
         ha_poke_later(2000); /* the status again once it streams */
     }
-    if (primary) {
-        if (db_connect(PG_SOCKET_DIR, PG_PORT, &conn, &err) < 0)
-            goto failed;
+    if (primary && conn)
         set_version(ev, conn);
-    }
     if (snap.pg_running) {
         const char *port_argv[] = {"open-port", "5432/tcp", NULL};
         if (hooktool_check(ev, port_argv, &err) < 0)
@@ -719,6 +758,16 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     if (converge_credentials(ev, facts.is_leader, &settings, primary, &st, &err) < 0)
         goto failed;
+    if (clients_converge_unit(ev, &pv, cv, hba_loaded, primary && conn, snap.generation,
+                              &err) < 0)
+        goto failed;
+    if (facts.is_leader) {
+        char *ca = client_ca_bundle(&tst);
+        int prc = clients_publish(ev, &pv, cv, &snap, ca, conn, &err);
+        free(ca);
+        if (prc < 0)
+            goto failed;
+    }
     ha_status(&st, restart_pending);
 
 done:
@@ -747,6 +796,9 @@ failed:
     }
 out:
     db_close(conn);
+    if (cv)
+        clients_view_clear(cv);
+    free(cv);
     model_facts_free(&facts);
     for (int i = 0; i < 3; i++)
         free(rendered[i]);

@@ -475,6 +475,12 @@ static int converge_client(const struct hook_event *ev, const struct peers_view 
     } else if (access(TLS_CLIENT_CERT, F_OK) == 0 && a.old_certificate) {
         st->active = true; /* keep serving what we had */
     }
+    if (st->active && a.ca_now) {
+        bool prev = a.ca_before && a.ca_before[0] && strcmp(a.ca_before, a.ca_now) != 0;
+        if ((size_t)snprintf(st->ca, sizeof st->ca, "%s%s%s", a.ca_now, prev ? "\n" : "",
+                             prev ? a.ca_before : "") >= sizeof st->ca)
+            st->ca[0] = '\0';
+    }
     rc = write_trust(peer_bundle, a.ca_now, a.ca_before, changed, err);
 out:
     answer_clear(&a);

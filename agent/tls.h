@@ -53,6 +53,7 @@
 #define TLS_TRUST PKI_PG_DIR "/trust.pem"
 #define TLS_PEER_ISSUER PKI_AGENT_DIR "/peer-issuer.pem"
 #define TLS_PEER_SWITCH_WAIT_S 120
+#define TLS_CA_BUNDLE_MAX 16384
 
 struct tls_endpoint_state {
     bool related;       /* the relation exists */
@@ -60,6 +61,8 @@ struct tls_endpoint_state {
     char message[256];  /* why the provider's answer is ignored ("" when it is not) */
     time_t not_after;   /* the provider certificate's end (0 when none) */
     time_t renew_at;    /* when a new request is due (0: not known / already requested) */
+    char ca[TLS_CA_BUNDLE_MAX]; /* active: the provider's CA, and the one before it while a
+                                 * CA change settles (PEM; "" when too long or none) */
 };
 
 struct tls_state {

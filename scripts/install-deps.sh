@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential pkg-config cppcheck clang-14 libclang-rt-14-dev clang-tidy
       iproute2 procps util-linux zip unzip
       libsystemd-dev libjansson-dev libsodium-dev libssl-dev libpq-dev libcurl4-openssl-dev
-      postgresql postgresql-client etcd-server etcd-client patroni python3-etcd
+      postgresql postgresql-client etcd-server etcd-client patroni python3-etcd pgbouncer
       python3 python3-yaml python3-jsonschema python3-pytest python3-pyflakes python3-psycopg2)
 missing=()
 for p in "${pkgs[@]}"; do

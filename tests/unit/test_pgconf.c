@@ -544,7 +544,7 @@ static char *render_hba_peers(int *failed, const char *json, bool tls, const cha
     struct pg_settings s;
     char *out = NULL, *err = NULL;
     settings_from(failed, json, &s);
-    CHECK(pgconf_render_hba(&s, tls, peers, n_peers, &out, &err) == 0);
+    CHECK(pgconf_render_hba(&s, tls, peers, n_peers, NULL, 0, &out, &err) == 0);
     if (err)
         fprintf(stderr, "  refused: %s\n", err);
     CHECK(err == NULL);
@@ -833,7 +833,7 @@ TEST(hba_peer_address_refused)
         /* the bad one second: its index is in the message */
         const char *peers[] = {"10.0.0.1", bad[i]};
         char *out = NULL, *err = NULL;
-        CHECK(pgconf_render_hba(&s, true, peers, 2, &out, &err) == -EINVAL);
+        CHECK(pgconf_render_hba(&s, true, peers, 2, NULL, 0, &out, &err) == -EINVAL);
         CHECK(out == NULL);
         if (!err || strcmp(err, "peer address 1 is not an IP address") != 0) {
             fprintf(stderr, "  \"%s\": %s\n", bad[i] ? bad[i] : "(null)", err ? err : "(null)");
@@ -854,14 +854,14 @@ TEST(hba_peer_count_limit)
         peers[i] = addrs[i];
     }
     char *out = NULL, *err = NULL;
-    CHECK(pgconf_render_hba(&s, true, peers, 64, &out, &err) == 0);
+    CHECK(pgconf_render_hba(&s, true, peers, 64, NULL, 0, &out, &err) == 0);
     CHECK(err == NULL);
     CHECK(count_prefix(out, "hostssl replication  replication  10.0.1.") == 64);
     CHECK(count_prefix(out, "hostssl postgres     rewind       10.0.1.") == 64);
     CHECK(out && strstr(out, " 10.0.1.64/32 ") && !strstr(out, "10.0.1.65"));
     free(out);
     out = NULL;
-    CHECK(pgconf_render_hba(&s, true, peers, 65, &out, &err) == -EINVAL);
+    CHECK(pgconf_render_hba(&s, true, peers, 65, NULL, 0, &out, &err) == -EINVAL);
     CHECK(out == NULL);
     CHECK_STR(err, "more than 64 peer addresses");
     free(err);
@@ -931,7 +931,8 @@ TEST(hba_cert_only_with_hostssl)
         CHECK(pgconf_format_hba(&bad[i], 1, &out, &err) == -EINVAL);
         CHECK(out == NULL);
         CHECK_STR(err, "pg_hba rule 0: method is not peer (local only), scram-sha-256, cert "
-                       "(hostssl only) or reject (the only one for hostnossl)");
+                       "(hostssl only), md5 (hostssl and PgBouncer's auth user only) or "
+                       "reject (the only one for hostnossl)");
         free(err);
     }
     const struct pg_hba_rule ok = {"hostssl", "all", "all", "all", "cert", NULL};
