@@ -460,6 +460,9 @@ static int plan(const struct hook_event *ev, const struct peers_view *pv,
         }
         struct client_request req;
         int prc = client_wire_parse(bag, &req, &why);
+        /* Juju cannot store an empty value (`key=` deletes the key): a request without a
+         * database, when the requirer wrote its other keys, is an empty database */
+        bool asked = json_object_size(bag) > (json_object_get(bag, "data") ? 1u : 0u);
         json_decref(bag);
         if (prc < 0) {
             say(cv, "%s (%s): %s", rel, cv->remote[k], ERRMSG(why));
@@ -470,6 +473,9 @@ static int plan(const struct hook_event *ev, const struct peers_view *pv,
             continue;
         }
         if (!req.have_database) {
+            if (asked)
+                say(cv, "%s (%s): no database requested (the key is missing or empty); ask "
+                        "for one", rel, cv->remote[k]);
             if (was)
                 set->e[set->n++] = *was;
             continue; /* the requirer has not asked yet */

@@ -190,6 +190,13 @@ def pack_charm(name):
                 continue
             # ZipFile.write records st_mode in external_attr (exec bits kept).
             zf.write(path, path.relative_to(src).as_posix())
+        # A charm importing the shared hook-tool helpers gets tests/charms/_common/*.py
+        # as src/<name> (a file of the charm's own at that path wins).
+        charm_py = src / "src" / "charm.py"
+        if charm_py.is_file() and "charmtools" in charm_py.read_text(errors="replace"):
+            for path in sorted((CHARMS_SRC / "_common").glob("*.py")):
+                if not (src / "src" / path.name).exists():
+                    zf.write(path, f"src/{path.name}")
     packed[name] = str(out)
     return str(out)
 
