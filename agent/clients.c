@@ -1113,8 +1113,18 @@ static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
         }
     }
     if (json_object_size(delta) > 0) {
-        if (relation_set_json(ev, rel, true, delta, err) < 0)
+        if (relation_set_json(ev, rel, true, delta, err) < 0) {
+            if (!*err || !strstr(*err, "permission denied"))
+                goto out;
+            /* the relation is not in this unit's scope yet (its relation-created hook has
+             * not run): the next pass publishes */
+            log_info("%s: not in scope yet; publishing in a later hook", rel);
+            free(*err);
+            *err = NULL;
+            cv->waiting = true;
+            rc = 0;
             goto out;
+        }
         const char *keys[] = {"secret-user", "secret-tls"};
         for (size_t i = 0; i < 2; i++) {
             const char *uri = field(delta, keys[i]);
