@@ -293,7 +293,8 @@ static int remote_request(const struct hook_event *ev, const char *rel, char app
     return hooktool_json(ev, get_argv, bag, err);
 }
 
-/* relation-set [--app] --file - with a JSON object (values may be secret: never in argv). */
+/* relation-set [--app] --file - with a JSON object (values may be secret: never in argv).
+ * -EACCES: the relation is not in this unit's scope yet. */
 static int relation_set_json(const struct hook_event *ev, const char *rel, bool app,
                              const json_t *values, char **err)
 {
@@ -302,18 +303,9 @@ static int relation_set_json(const struct hook_event *ev, const char *rel, bool 
         return errmsg_set(err, -ENOMEM, "out of memory");
     const char *with_app[] = {"relation-set", "-r", rel, "--app", "--file", "-", NULL};
     const char *unit_only[] = {"relation-set", "-r", rel, "--file", "-", NULL};
-    struct hooktool_result res;
-    int rc = hooktool_run(ev, app ? with_app : unit_only, text, strlen(text), &res, err);
+    int rc = hooktool_check_input(ev, app ? with_app : unit_only, text, strlen(text), err);
     sodium_memzero(text, strlen(text));
     free(text);
-    if (rc < 0)
-        return -1;
-    if (res.exit_code != 0) {
-        size_t n = strcspn(res.err ? res.err : "", "\n");
-        rc = errmsg_set(err, -1, "relation-set -r %s failed (exit %d): %.*s", rel,
-                        res.exit_code, (int)(n > 200 ? 200 : n), res.err ? res.err : "");
-    }
-    hooktool_result_free(&res);
     return rc;
 }
 
@@ -821,7 +813,10 @@ static int apply_job(PGconn *conn, void *arg, char **err)
     }
     for (int i = 0; i < PQntuples(r); i++) {
         const char *role = PQgetvalue(r, i, 0);
-        int id = parse_id(strrchr(role, '-') ? strrchr(role, '-') + 1 : strrchr(role, '_') + 1);
+        const char *digits = role + strlen(role);
+        while (digits > role && digits[-1] >= '0' && digits[-1] <= '9')
+            digits--;
+        int id = parse_id(digits); /* the query matched ...[0-9]+$ */
         if (find(set, id))
             continue;
         char *why = NULL;
@@ -966,10 +961,8 @@ static int secret_update(const struct hook_event *ev, const char *uri, const jso
 }
 
 struct published {
-    const char *primary;   /* address */
-    char endpoints[PEERS_ADDR_MAX + 8];
-    char ro[(PEERS_MAX + 1) * (PEERS_ADDR_MAX + 8)];
-    char ro_hosts[(PEERS_MAX + 1) * (PEERS_ADDR_MAX + 8)]; /* h1:5432,h2:5432 */
+    char endpoints[PEERS_ADDR_MAX + 8];               /* primary:5432 */
+    char ro[(PEERS_MAX + 1) * (PEERS_ADDR_MAX + 8)];  /* h1:5432,h2:5432 (the URI hosts too) */
     char version[32];
 };
 
@@ -1024,7 +1017,7 @@ static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
     uri_escape(pw, upw, sizeof upw);
     if (!e->prefix &&
         (asprintf(&uris, "postgresql://%s:%s@%s/%s", e->user, upw, p->endpoints, e->database) < 0 ||
-         asprintf(&ro_uris, "postgresql://%s:%s@%s/%s", e->user, upw, p->ro_hosts,
+         asprintf(&ro_uris, "postgresql://%s:%s@%s/%s", e->user, upw, p->ro,
                   e->database) < 0)) {
         rc = errmsg_set(err, -ENOMEM, "out of memory");
         goto out;
@@ -1113,8 +1106,9 @@ static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
         }
     }
     if (json_object_size(delta) > 0) {
-        if (relation_set_json(ev, rel, true, delta, err) < 0) {
-            if (!*err || !strstr(*err, "permission denied"))
+        int src = relation_set_json(ev, rel, true, delta, err);
+        if (src < 0) {
+            if (src != -EACCES)
                 goto out;
             /* the relation is not in this unit's scope yet (its relation-created hook has
              * not run): the next pass publishes */
@@ -1171,7 +1165,7 @@ int clients_publish(const struct hook_event *ev, const struct peers_view *pv,
         cv->waiting = true; /* between primaries: the endpoints stay as they were */
         return 0;
     }
-    struct published p = {.primary = snap->leader_address};
+    struct published p = {0};
     bool v6 = strchr(snap->leader_address, ':') != NULL;
     snprintf(p.endpoints, sizeof p.endpoints, "%s%s%s:%d", v6 ? "[" : "", snap->leader_address,
              v6 ? "]" : "", PG_CLIENT_PORT);
@@ -1185,7 +1179,6 @@ int clients_publish(const struct hook_event *ev, const struct peers_view *pv,
     }
     if (!p.ro[0])
         snprintf(p.ro, sizeof p.ro, "%s", p.endpoints);
-    snprintf(p.ro_hosts, sizeof p.ro_hosts, "%s", p.ro);
     if (conn) {
         char *why = NULL;
         if (db_server_version(conn, p.version, sizeof p.version, &why) < 0)

@@ -388,8 +388,11 @@ static int tool_failed(const char *tool, const struct hooktool_result *res, char
     while (n > 0 && excerpt[n - 1] == ' ')
         n--;
     excerpt[n] = '\0';
-    return errmsg_set(err, -1, "%s exited with code %d%s%s", tool, res->exit_code, n ? ": " : "",
-                      excerpt);
+    /* juju.md 3.10: the controller's refusals say "permission denied" (a relation not in
+     * this unit's scope yet, a secret not granted): callers may treat them apart */
+    int code = strstr(excerpt, "permission denied") ? -EACCES : -1;
+    return errmsg_set(err, code, "%s exited with code %d%s%s", tool, res->exit_code,
+                      n ? ": " : "", excerpt);
 }
 
 /* Run argv; 0 when it exited 0, else -1 with *err. *res is filled either way when the
@@ -460,8 +463,14 @@ int hooktool_log(const struct hook_event *ev, enum log_level level, const char *
 
 int hooktool_check(const struct hook_event *ev, const char *const argv[], char **err)
 {
+    return hooktool_check_input(ev, argv, NULL, 0, err);
+}
+
+int hooktool_check_input(const struct hook_event *ev, const char *const argv[],
+                         const char *stdin_data, size_t stdin_len, char **err)
+{
     struct hooktool_result res;
-    int rc = run_checked(ev, argv, NULL, 0, &res, err);
+    int rc = run_checked(ev, argv, stdin_data, stdin_len, &res, err);
     hooktool_result_free(&res);
     return rc;
 }

@@ -61,9 +61,11 @@ void hooktool_result_free(struct hooktool_result *res);
 #define HOOKTOOL_KEEPALIVE_MS 5000
 void hooktool_set_keepalive(void (*fn)(void));
 
-/* The helpers below return 0 on success and -1 when the tool could not be run, exited
- * non-zero, or (hooktool_json) printed something that is not JSON; *err then says which
- * tool failed and how (its exit code when it ran). */
+/* The helpers below return 0 on success and a negative value when the tool could not be
+ * run, exited non-zero, or (hooktool_json) printed something that is not JSON; *err then
+ * says which tool failed and how (its exit code when it ran). The value is -EACCES when the
+ * tool exited non-zero saying "permission denied" (e.g. relation-set on a relation whose
+ * relation-created hook has not run on this unit yet), -1 otherwise. */
 
 /* Run argv with "--format=json" appended and parse its stdout into *out (a new
  * reference). */
@@ -79,6 +81,10 @@ int hooktool_log(const struct hook_event *ev, enum log_level level, const char *
 
 /* Run argv and require exit 0. */
 int hooktool_check(const struct hook_event *ev, const char *const argv[], char **err);
+
+/* The same, feeding stdin_data to the tool (never in argv: it may be secret). */
+int hooktool_check_input(const struct hook_event *ev, const char *const argv[],
+                         const char *stdin_data, size_t stdin_len, char **err);
 
 /* Run argv, require exit 0 and hand over its stdout with trailing newlines removed
  * (*out malloc'd; wiped and freed by the caller when it may be secret). */

@@ -260,7 +260,7 @@ static int publish(const struct hook_event *ev, const char *rel, const char *csr
         const char *set_argv[] = {"relation-set", "-r", rel, kv, NULL};
         rc = hooktool_check(ev, set_argv, err);
         free(kv);
-        if (rc < 0 && *err && strstr(*err, "permission denied")) {
+        if (rc == -EACCES) {
             /* not in this unit's scope yet (its relation-created hook has not run, e.g. a
              * relation made at deploy time): that hook publishes */
             log_info("%s: not in scope yet; the request goes out in a later hook", rel);
