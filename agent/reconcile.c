@@ -785,6 +785,9 @@ done:
 
 failed:
     log_error("reconcile: %s", ERRMSG(err));
+    /* Juju retries a failed hook, but nothing retries a failed agent-raised event
+     * (juju-exec): ask for another pass, as the status promises */
+    ha_poke_later(5000);
     {
         /* Say what failed; the hook fails too, so Juju retries it. */
         struct unit_status bad = {.status = "maintenance"};
