@@ -23,7 +23,8 @@ Faults (all on the host, all bounded):
   crash(unit, link_down=True)  host death: the link goes down first (peers get no FIN),
                                then SIGKILL of the machine's init (agent, PostgreSQL, etcd)
   freeze(unit) / thaw(unit)    SIGSTOP / SIGCONT of every process of the machine's PID
-                               namespace (a paused VM); thaw() is idempotent
+                               namespace and of the controller's nsenter wrappers that
+                               run hooks in it (a paused VM); thaw() is idempotent
   cut(unit) / heal(unit)       the host side of the unit's link down / up
   kill_etcd(unit)              SIGKILL of the unit's etcd member only
 
@@ -151,6 +152,24 @@ def pidns_pids(init_pid):
                     out.append(int(d))
             except OSError:
                 pass
+    return out
+
+
+def nsenter_wrappers(init_pid):
+    """Host PIDs of the sandbox controller's `nsenter -t <init_pid> ...` wrappers (hooks,
+    actions, juju exec running in that machine). They live in the host PID namespace, so
+    pidns_pids() misses them; and util-linux's nsenter stops itself when its child stops
+    and waits for a SIGCONT of its own before it resumes the child's wait: a freeze that
+    stops a running hook must continue the wrapper too, or the controller waits on the
+    hook for ever (the unit stays 'executing')."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            argv = proc_argv(int(d))
+            if argv and os.path.basename(argv[0]) == "nsenter" and \
+                    any(a == "-t" and i + 1 < len(argv) and argv[i + 1] == str(init_pid)
+                        for i, a in enumerate(argv)):
+                out.append(int(d))
     return out
 
 
@@ -642,6 +661,7 @@ class CharmCluster:
         pid = self.frozen.pop(unit, None)
         if pid:
             _signal_all(pidns_pids(pid), signal.SIGCONT)
+            _signal_all(nsenter_wrappers(pid), signal.SIGCONT)  # see nsenter_wrappers()
             return time.monotonic()
         return None
 
