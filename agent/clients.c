@@ -679,7 +679,9 @@ static int grant_database(PGconn *conn, const char *db, const char *user, char *
     if (ident(conn, db, d, sizeof d, err) < 0 || ident(conn, user, u, sizeof u, err) < 0)
         return -1;
     if (exec_fmt(conn, err, "REVOKE ALL ON DATABASE %s FROM PUBLIC", d) < 0 ||
-        exec_fmt(conn, err, "GRANT ALL ON DATABASE %s TO %s", d, u) < 0)
+        exec_fmt(conn, err, "GRANT ALL ON DATABASE %s TO %s", d, u) < 0 ||
+        /* the metrics exporter (role monitoring, pg_monitor) visits every database */
+        exec_fmt(conn, err, "GRANT CONNECT ON DATABASE %s TO monitoring", d) < 0)
         return -1;
     return grant_in_database(db, user, err);
 }

@@ -211,31 +211,9 @@ int etcd_argv_build(const struct etcd_spec *s, struct etcd_argv *out, char **err
 }
 
 /* The process is alive, not a zombie, and runs ETCD_BIN. */
-static bool is_etcd(pid_t pid)
-{
-    if (!proc_alive(pid))
-        return false;
-    char path[64], exe[256];
-    snprintf(path, sizeof path, "/proc/%ld/exe", (long)pid);
-    ssize_t n = readlink(path, exe, sizeof exe - 1);
-    if (n <= 0)
-        return false;
-    exe[n] = '\0';
-    return strcmp(exe, ETCD_BIN) == 0;
-}
-
 pid_t etcd_running(const char *pid_file)
 {
-    FILE *f = fopen(pid_file, "re");
-    if (!f)
-        return 0;
-    char line[32] = "";
-    char *end = NULL;
-    long pid = fgets(line, sizeof line, f) ? strtol(line, &end, 10) : 0;
-    (void)fclose(f);
-    if (!end || (*end != '\n' && *end != '\0') || pid <= 0)
-        return 0;
-    return is_etcd((pid_t)pid) ? (pid_t)pid : 0;
+    return proc_pidfile_running(pid_file, ETCD_BIN);
 }
 
 pid_t etcd_start(const struct etcd_argv *argv, const char *pid_file, const char *log_file,
@@ -254,17 +232,11 @@ pid_t etcd_start(const struct etcd_argv *argv, const char *pid_file, const char 
     pid_t pid = proc_spawn(argv->argv, &o, err);
     if (pid < 0)
         return pid;
-    char text[32];
-    int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
-    int fd = open(pid_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0 || proto_write_all(fd, text, (size_t)n) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
+    int rc = proc_pidfile_write(pid_file, pid, err);
+    if (rc < 0) {
         kill(pid, SIGTERM);
-        return errmsg_set(err, -e, "cannot write %s: %s", pid_file, strerror(e));
+        return rc;
     }
-    close(fd);
     log_info("etcd member started (pid %ld)", (long)pid);
     return pid;
 }

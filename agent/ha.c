@@ -10,6 +10,7 @@
 #include "etcd.h"
 #include "ha_decide.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgconf.h"
 #include "peer_probe.h"
 #include "pki.h"
@@ -75,6 +76,9 @@ static int wake_fd = -1;
 static _Atomic bool fence_armed;
 static _Atomic uint64_t fence_deadline_us;
 static _Atomic int fence_count;
+static _Atomic int demotions;        /* this member stepped down as primary */
+static _Atomic bool api_dcs_ok;      /* the last DCS read succeeded */
+static _Atomic bool api_etcd_quorum; /* the local etcd member sees a leader */
 
 static uint64_t now_us(void)
 {
@@ -145,6 +149,10 @@ struct local_pg {
     char sysid[32];
     bool pending_restart; /* a changed setting waits for a restart */
     char roles[33];       /* md5 of the login role names (pg_hba.conf names them) */
+    double start_time;    /* pg_postmaster_start_time(), UNIX seconds */
+    long server_version;  /* server_version_num, e.g. 150010 */
+    double replayed_ts;   /* a replica's last replayed commit, UNIX seconds (0: none) */
+    bool paused;          /* a replica's WAL replay is paused */
 };
 
 static struct {
@@ -619,9 +627,14 @@ static int pg_query_local(struct local_pg *l)
         "(SELECT system_identifier::text FROM pg_control_system()), "
         "(SELECT count(*) > 0 FROM pg_settings WHERE pending_restart), "
         "(SELECT COALESCE(md5(string_agg(rolname, ',' ORDER BY rolname)), '') FROM pg_roles "
-        "WHERE rolcanlogin)");
+        "WHERE rolcanlogin), "
+        "extract(epoch FROM pg_postmaster_start_time()), "
+        "current_setting('server_version_num'), "
+        "CASE WHEN pg_is_in_recovery() THEN COALESCE(extract(epoch FROM "
+        "pg_last_xact_replay_timestamp()), 0) ELSE 0 END, "
+        "pg_is_in_recovery() AND pg_is_wal_replay_paused()");
     int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 9) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13) {
         l->primary = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
         l->lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
         l->tli = (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10);
@@ -631,6 +644,10 @@ static int pg_query_local(struct local_pg *l)
         snprintf(l->sysid, sizeof l->sysid, "%s", PQgetvalue(r, 0, 6));
         l->pending_restart = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
         snprintf(l->roles, sizeof l->roles, "%s", PQgetvalue(r, 0, 8));
+        l->start_time = strtod(PQgetvalue(r, 0, 9), NULL);
+        l->server_version = strtol(PQgetvalue(r, 0, 10), NULL, 10);
+        l->replayed_ts = strtod(PQgetvalue(r, 0, 11), NULL);
+        l->paused = strcmp(PQgetvalue(r, 0, 12), "t") == 0;
         rc = 0;
     }
     PQclear(r);
@@ -1705,8 +1722,10 @@ static char *api_metrics(void *data)
     const struct local_pg *l = &L.api_local;
     bool running = l->running && l->ready;
     bool primary = running && l->primary && L.holding;
-    char labels[160];
-    snprintf(labels, sizeof labels, "{scope=\"%s\",name=\"%s\"}", L.p.scope, L.p.name);
+    char inner[160];
+    snprintf(inner, sizeof inner, "scope=\"%s\",name=\"%s\"", L.p.scope, L.p.name);
+    char labels[170];
+    snprintf(labels, sizeof labels, "{%s}", inner);
     uint64_t now = now_us();
     uint64_t deadline = atomic_load(&fence_deadline_us);
     double left = atomic_load(&fence_armed) && deadline > now ? (double)(deadline - now) / 1e6
@@ -1716,42 +1735,71 @@ static char *api_metrics(void *data)
     FILE *f = open_memstream(&out, &len);
     if (!f)
         return NULL;
-#define GAUGE(name, help, fmt, value)                                                            \
-    fprintf(f, "# HELP " name " " help "\n# TYPE " name " gauge\n" name "%s " fmt "\n", labels, value)
+#define FAMILY(name, type, help, fmt, value)                                                     \
+    fprintf(f, "# HELP " name " " help "\n# TYPE " name " " type "\n" name "%s " fmt "\n", labels, \
+            value)
+#define GAUGE(name, help, fmt, value) FAMILY(name, "gauge", help, fmt, value)
+    /* Patroni's names and meanings (its api.py metrics), so its dashboards and rules work */
     GAUGE("patroni_version", "Patroni version the agent is compatible with.", "%d", 30002);
     GAUGE("patroni_postgres_running", "Value is 1 if Postgres is running, 0 otherwise.", "%d",
           running ? 1 : 0);
+    GAUGE("patroni_postmaster_start_time", "Epoch seconds since Postgres started.", "%.3f",
+          running ? l->start_time : 0.0);
     GAUGE("patroni_primary", "Value is 1 if this node is the leader, 0 otherwise.", "%d",
           primary ? 1 : 0);
+    GAUGE("patroni_xlog_location", "Current location of the Postgres transaction log, 0 if "
+          "this node is not the leader.", "%" PRIu64, primary ? l->lsn : (uint64_t)0);
+    GAUGE("patroni_standby_leader", "Value is 1 if this node is the standby_leader, 0 "
+          "otherwise.", "%d", 0);
     GAUGE("patroni_replica", "Value is 1 if this node is a replica, 0 otherwise.", "%d",
           running && !l->primary ? 1 : 0);
     GAUGE("patroni_sync_standby", "Value is 1 if this node is a sync standby, 0 otherwise.",
           "%d", L.api_sync_standby ? 1 : 0);
-    GAUGE("patroni_xlog_location", "Current location of the Postgres transaction log.",
-          "%" PRIu64, primary ? l->lsn : (uint64_t)0);
-    GAUGE("patroni_xlog_received_location", "Current location of the received WAL.",
-          "%" PRIu64, primary ? (uint64_t)0 : l->recv);
-    GAUGE("patroni_xlog_replayed_location", "Current location of the replayed WAL.",
-          "%" PRIu64, primary ? (uint64_t)0 : l->replay);
+    GAUGE("patroni_xlog_received_location", "Current location of the received Postgres "
+          "transaction log, 0 if this node is not a replica.", "%" PRIu64,
+          running && !l->primary ? l->recv : (uint64_t)0);
+    GAUGE("patroni_xlog_replayed_location", "Current location of the replayed Postgres "
+          "transaction log, 0 if this node is not a replica.", "%" PRIu64,
+          running && !l->primary ? l->replay : (uint64_t)0);
+    GAUGE("patroni_xlog_replayed_timestamp", "Current timestamp of the replayed Postgres "
+          "transaction log, 0 if null.", "%.3f", running && !l->primary ? l->replayed_ts : 0.0);
+    GAUGE("patroni_xlog_paused", "Value is 1 if the Postgres xlog is paused, 0 otherwise.",
+          "%d", running && l->paused ? 1 : 0);
     GAUGE("patroni_postgres_streaming", "Value is 1 if Postgres is streaming, 0 otherwise.",
-          "%d", l->streaming ? 1 : 0);
-    GAUGE("patroni_postgres_timeline", "Postgres timeline of this node.", "%u", l->tli);
-    GAUGE("patroni_dcs_last_seen", "UNIX timestamp of the last successful DCS read.", "%lld",
-          (long long)L.dcs_last_seen);
-    GAUGE("patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.",
-          "%d", l->pending_restart ? 1 : 0);
+          "%d", running && l->streaming ? 1 : 0);
+    GAUGE("patroni_postgres_in_archive_recovery", "Value is 1 if Postgres is replicating from "
+          "archive, 0 otherwise.", "%d", running && !l->primary && !l->streaming ? 1 : 0);
+    GAUGE("patroni_postgres_server_version", "Version of Postgres (if running), 0 otherwise.",
+          "%ld", running ? l->server_version : 0L);
     GAUGE("patroni_cluster_unlocked", "Value is 1 if the cluster is unlocked, 0 if locked.",
           "%d", L.api_unlocked ? 1 : 0);
+    GAUGE("patroni_failsafe_mode_is_active", "Value is 1 if failsafe mode is active, 0 if "
+          "inactive.", "%d", 0);
+    GAUGE("patroni_postgres_timeline", "Postgres timeline of this node (if running), 0 "
+          "otherwise.", "%u", running ? l->tli : 0u);
+    GAUGE("patroni_dcs_last_seen", "Epoch timestamp when DCS was last contacted "
+          "successfully.", "%lld", (long long)L.dcs_last_seen);
+    GAUGE("patroni_pending_restart", "Value is 1 if the node needs a restart, 0 otherwise.",
+          "%d", l->pending_restart ? 1 : 0);
+    GAUGE("patroni_is_paused", "Value is 1 if auto failover is disabled, 0 otherwise.", "%d",
+          0);
+    /* the agent's own */
     GAUGE("pg_agent_lease_remaining_seconds",
           "Seconds before this primary fences itself without a renewal (0: not leading).",
           "%.3f", left);
-    fprintf(f, "# HELP pg_agent_fencing_events_total Times the fencing deadline stopped "
-               "PostgreSQL.\n# TYPE pg_agent_fencing_events_total counter\n"
-               "pg_agent_fencing_events_total%s %d\n", labels, atomic_load(&fence_count));
-    fprintf(f, "# HELP pg_agent_promotions_total Times this member was promoted.\n"
-               "# TYPE pg_agent_promotions_total counter\npg_agent_promotions_total%s %d\n",
-            labels, L.failovers);
+    GAUGE("pg_agent_dcs_reachable", "Value is 1 if the last read of the DCS (etcd) succeeded, "
+          "0 otherwise.", "%d", atomic_load(&api_dcs_ok) ? 1 : 0);
+    GAUGE("pg_agent_etcd_quorum", "Value is 1 if the local etcd member sees a leader (its "
+          "cluster has a quorum), 0 otherwise.", "%d", atomic_load(&api_etcd_quorum) ? 1 : 0);
+    FAMILY("pg_agent_fencing_events_total", "counter",
+           "Times the fencing deadline stopped PostgreSQL.", "%d", atomic_load(&fence_count));
+    FAMILY("pg_agent_promotions_total", "counter", "Times this member was promoted.", "%d",
+           L.failovers);
+    FAMILY("pg_agent_demotions_total", "counter", "Times this member stepped down as primary.",
+           "%d", atomic_load(&demotions));
 #undef GAUGE
+#undef FAMILY
+    metrics_render(f, inner);
     if (fclose(f) != 0) {
         free(out);
         return NULL;
@@ -2028,6 +2076,7 @@ static void demote(bool immediate, bool release)
 {
     log_warning("demoting: %s stop%s", immediate ? "immediate" : "fast",
                 release ? ", then release the leader key" : "");
+    atomic_fetch_add(&demotions, 1);
     stop_pg(immediate);
     disarm_fence();
     if (release && L.etcd)
@@ -2138,6 +2187,7 @@ static void check_quorum(const char *why)
 {
     struct etcd_status st = {0};
     bool leaderless = L.etcd && etcd_status(L.etcd, 0, &st, NULL) == 0 && st.leader == 0;
+    atomic_store(&api_etcd_quorum, !leaderless);
     if (!leaderless) {
         L.no_quorum_since = 0;
         problem_blocked = false;
@@ -2173,12 +2223,17 @@ static void cycle(void)
     if (ensure_client(&err) < 0) {
         set_problem("cannot reach etcd: %s", ERRMSG(err));
         free(err);
+        atomic_store(&api_dcs_ok, false);
         return;
     }
     struct dcs_view v;
     struct local_pg l;
     local_read(&l);
-    if (ensure_lease(&err) < 0 || dcs_read(&v, &err) < 0) {
+    bool dcs_ok = ensure_lease(&err) == 0 && dcs_read(&v, &err) == 0;
+    atomic_store(&api_dcs_ok, dcs_ok);
+    if (dcs_ok)
+        atomic_store(&api_etcd_quorum, true);
+    if (!dcs_ok) {
         check_quorum(err);
         free(err);
         err = NULL;

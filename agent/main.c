@@ -9,6 +9,7 @@
 #include "hooktool.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "proc.h"
 #include "proto.h"
 #include "reconcile.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -260,7 +262,12 @@ static int on_reexec(sd_event_source *src, void *userdata)
 static int handle(const struct hook_event *ev, void *userdata)
 {
     sd_event *e = userdata;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int code = handler_handle(ev);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metrics_hook_observe(ev->name, (double)(t1.tv_sec - t0.tv_sec) +
+                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     malloc_trim(0); /* give back what the pass used: the agent idles small */
     if (handler_reexec_path() && sd_event_add_defer(e, NULL, on_reexec, NULL) < 0)
         log_error("cannot schedule the re-exec of the new agent");

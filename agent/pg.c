@@ -114,10 +114,11 @@ int pg_install_packages(char **err)
                             "update", "-qq", NULL};
     const char *install[] = {"/usr/bin/systemd-run", "--wait", "--collect", "--quiet",
                              "--setenv=DEBIAN_FRONTEND=noninteractive", "/usr/bin/apt-get",
-                             "install", "-y", "-qq", "postgresql", "etcd-server", NULL};
+                             "install", "-y", "-qq", "--no-install-recommends", "postgresql",
+                             "etcd-server", "prometheus-postgres-exporter", NULL};
     const char *const *u = systemd ? update : update + 5;
     const char *const *i = systemd ? install : install + 5;
-    log_info("installing the postgresql and etcd-server packages%s",
+    log_info("installing the postgresql, etcd-server and prometheus-postgres-exporter packages%s",
              systemd ? " (systemd-run apt-get)" : "");
     rc = proc_run(i, &o, NULL, NULL);
     /* Package lists may be missing or stale on a fresh machine. */
@@ -129,6 +130,11 @@ int pg_install_packages(char **err)
         /* The package's own etcd (localhost:2379) would take the charm's client port. */
         const char *off[] = {"/usr/bin/systemctl", "disable", "--now", "etcd.service", NULL};
         (void)proc_run(off, &o, NULL, NULL);
+        /* and the package's exporter (all addresses, no TLS, no database): the agent runs
+         * its own (exporter.c) */
+        const char *off2[] = {"/usr/bin/systemctl", "disable", "--now",
+                              "prometheus-postgres-exporter.service", NULL};
+        (void)proc_run(off2, &o, NULL, NULL);
     }
     return rc;
 }

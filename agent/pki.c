@@ -37,6 +37,8 @@ const struct pki_files pki_peer_pg = {PKI_PG_DIR "/peer-ca.pem", PKI_PG_DIR "/pe
                                       PKI_PG_DIR "/peer-key.pem"};
 const struct pki_files pki_etcd = {PKI_ETCD_DIR "/ca.pem", PKI_ETCD_DIR "/cert.pem",
                                    PKI_ETCD_DIR "/key.pem"};
+const struct pki_files pki_exporter = {PKI_EXPORTER_DIR "/ca.pem", PKI_EXPORTER_DIR "/cert.pem",
+                                       PKI_EXPORTER_DIR "/key.pem"};
 
 /* A whole small file (at most X509_PEM_MAX), NUL-terminated; *out NULL when it does not
  * exist. secret: read into a sodium buffer (password_free), else malloc. */
@@ -263,56 +265,82 @@ int pki_install_copy(const struct pki_files *f, const char *user, const char *ca
     return 0;
 }
 
+/* A key and a certificate from the internal CA, current for w: read from f (the key is
+ * replaced when unusable, the certificate reissued when not current). *key (sodium
+ * buffer) and *cert (malloc'd) for the caller. */
+static int converge_identity(const struct pki_files *f, const char *what, const char *cn,
+                             enum x509_usage usage, const char *ca_cert, const char *ca_key,
+                             const struct wanted_names *w, char **key, char **cert, char **err)
+{
+    char *csr = NULL;
+    int rc = pki_read_file(f->key, true, key, err);
+    if (rc < 0)
+        return rc;
+    char *why_key = NULL;
+    if (!*key || x509_key_check(*key, strlen(*key), &why_key) < 0) {
+        if (*key)
+            log_warning("the %s key is unusable (%s): a new one", what, ERRMSG(why_key));
+        password_free(*key);
+        *key = NULL;
+        rc = x509_key_generate(X509_KEY_ECDSA_P256, key, err);
+        if (rc < 0)
+            goto out;
+    }
+    rc = pki_read_file(f->cert, false, cert, err);
+    if (rc < 0)
+        goto out;
+    const char *why = NULL;
+    if (!cert_current(*cert, *key, ca_cert, w, &why)) {
+        log_info("issuing the %s certificate: %s", what, why);
+        free(*cert);
+        *cert = NULL;
+        struct x509_sans sans = {.dns = w->dns, .n_dns = w->n_dns, .ips = w->ips,
+                                 .n_ips = w->n_ips};
+        rc = x509_csr_create(*key, cn, &sans, &csr, err);
+        if (rc == 0)
+            rc = x509_issue(csr, ca_cert, ca_key, PKI_CERT_DAYS, usage, cert, err);
+    }
+out:
+    free(why_key);
+    free(csr);
+    return rc;
+}
+
 int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool leader,
                  bool *changed, char **err)
 {
     *changed = false;
-    char *ca_cert = NULL, *ca_key = NULL, *key = NULL, *cert = NULL, *csr = NULL;
+    char *ca_cert = NULL, *ca_key = NULL, *key = NULL, *cert = NULL;
     int rc = ensure_ca(ev, pv, leader, &ca_cert, &ca_key, err);
     if (rc < 0)
         return rc;
-    rc = pki_read_file(pki_agent.key, true, &key, err);
-    if (rc < 0)
-        goto out;
-    char *why_key = NULL;
-    if (!key || x509_key_check(key, strlen(key), &why_key) < 0) {
-        if (key)
-            log_warning("the unit's peer key is unusable (%s): a new one", ERRMSG(why_key));
-        password_free(key);
-        key = NULL;
-        rc = x509_key_generate(X509_KEY_ECDSA_P256, &key, err);
-        if (rc < 0)
-            goto out;
-    }
-    free(why_key);
-    rc = pki_read_file(pki_agent.cert, false, &cert, err);
-    if (rc < 0)
-        goto out;
     struct wanted_names w;
     wanted(pv, &w);
-    const char *why = NULL;
-    if (!cert_current(cert, key, ca_cert, &w, &why)) {
-        log_info("issuing this unit's peer certificate: %s", why);
-        free(cert);
-        cert = NULL;
-        struct x509_sans sans = {.dns = w.dns, .n_dns = w.n_dns, .ips = w.ips,
-                                 .n_ips = w.n_ips};
-        rc = x509_csr_create(key, pv->me, &sans, &csr, err);
-        if (rc == 0)
-            rc = x509_issue(csr, ca_cert, ca_key, PKI_CERT_DAYS, X509_USAGE_SERVER_CLIENT, &cert,
-                            err);
-        if (rc < 0)
-            goto out;
-    }
-    rc = pki_install_copy(&pki_agent, NULL, ca_cert, cert, key, changed, err);
+    rc = converge_identity(&pki_agent, "unit's peer", pv->me, X509_USAGE_SERVER_CLIENT, ca_cert,
+                           ca_key, &w, &key, &cert, err);
+    if (rc == 0)
+        rc = pki_install_copy(&pki_agent, NULL, ca_cert, cert, key, changed, err);
     if (rc == 0)
         rc = pki_install_copy(&pki_pg, "postgres", ca_cert, cert, key, changed, err);
-out:
+    password_free(key);
+    free(cert);
+    key = cert = NULL;
+    if (rc == 0 && getpwnam(PKI_EXPORTER_USER)) {
+        /* its own server-only key; a change needs no restart (the exporter reads its
+         * web configuration's files for every new connection) */
+        bool exporter_changed = false;
+        char cn[ETCD_NAME_MAX + 16];
+        snprintf(cn, sizeof cn, "%s-metrics", pv->me);
+        rc = converge_identity(&pki_exporter, "metrics exporter", cn, X509_USAGE_SERVER,
+                               ca_cert, ca_key, &w, &key, &cert, err);
+        if (rc == 0)
+            rc = pki_install_copy(&pki_exporter, PKI_EXPORTER_USER, ca_cert, cert, key,
+                                  &exporter_changed, err);
+    }
     free(ca_cert);
     password_free(ca_key);
     password_free(key);
     free(cert);
-    free(csr);
     return rc;
 }
 

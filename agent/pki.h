@@ -12,6 +12,10 @@
  *   /var/lib/postgresql/pg-agent-tls/peer-{ca,cert,key}.pem postgres (replication, rewind;
  *                                                          peer-ca.pem is ssl_ca_file)
  *   /var/lib/etcd/pg-agent-tls/{ca,cert,key}.pem          etcd (client and peer mutual TLS)
+ * The metrics exporter's own server-only identity (its key is no client credential: a
+ * compromised exporter cannot log in to etcd or PostgreSQL with it), when its OS user
+ * exists:
+ *   /var/lib/prometheus/pg-agent-tls/{ca,cert,key}.pem    prometheus
  * The CA's private key never reaches a file: it lives in the secret and in memory for
  * the moment a certificate is signed.
  *
@@ -30,6 +34,8 @@
 #define PKI_AGENT_DIR "/var/lib/pg-agent/tls"
 #define PKI_PG_DIR "/var/lib/postgresql/pg-agent-tls"
 #define PKI_ETCD_DIR "/var/lib/etcd/pg-agent-tls"
+#define PKI_EXPORTER_DIR "/var/lib/prometheus/pg-agent-tls"
+#define PKI_EXPORTER_USER "prometheus"
 #define PKI_CA_DAYS 3650
 #define PKI_CERT_DAYS 365
 
@@ -53,7 +59,7 @@ int pki_install_copy(const struct pki_files *f, const char *user, const char *ca
 
 /* The internal copies, and the peer identity's copies (see above). */
 extern const struct pki_files pki_agent, pki_pg;
-extern const struct pki_files pki_peer_agent, pki_peer_pg, pki_etcd;
+extern const struct pki_files pki_peer_agent, pki_peer_pg, pki_etcd, pki_exporter;
 
 /* Converge: the CA exists (the leader creates it), this unit's key and certificate exist
  * and are current, and the internal copies are in place (tls.c installs the peer copies).

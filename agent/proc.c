@@ -330,3 +330,37 @@ bool proc_alive(pid_t pid)
     const char *rp = strrchr(buf, ')');
     return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
 }
+
+int proc_pidfile_write(const char *path, pid_t pid, char **err)
+{
+    char text[32];
+    int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    bool ok = fd >= 0 && n > 0 && write(fd, text, (size_t)n) == n;
+    int e = ok ? 0 : (errno ? errno : EIO);
+    if (fd >= 0 && close(fd) < 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    return ok ? 0 : errmsg_set(err, -e, "cannot write %s: %s", path, strerror(e));
+}
+
+pid_t proc_pidfile_running(const char *path, const char *exe)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char line[32] = "";
+    char *end = NULL;
+    long pid = fgets(line, sizeof line, f) ? strtol(line, &end, 10) : 0;
+    (void)fclose(f);
+    if (!end || (*end != '\n' && *end != '\0') || pid <= 0 || !proc_alive((pid_t)pid))
+        return 0;
+    char link[64], target[256];
+    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0)
+        return 0;
+    target[n] = '\0';
+    return strcmp(target, exe) == 0 ? (pid_t)pid : 0;
+}

@@ -51,6 +51,13 @@ int proc_child_stdio(int in_fd, int out_fd, int err_fd);
  * that reaps slowly keeps around count as dead). */
 bool proc_alive(pid_t pid);
 
+/* A detached service's pid file: "<pid>\n", 0600. 0, or a negative errno with *err. */
+int proc_pidfile_write(const char *path, pid_t pid, char **err);
+
+/* The pid in path when that process is alive and runs the executable exe (its
+ * /proc/<pid>/exe); 0 otherwise (no file, a bad one, a dead or another process). */
+pid_t proc_pidfile_running(const char *path, const char *exe);
+
 /* Sleep ms milliseconds, calling the keepalive. */
 void proc_sleep_ms(int ms);
 

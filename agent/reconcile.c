@@ -6,17 +6,21 @@
 
 #include "clients.h"
 #include "cluster.h"
+#include "cos.h"
 #include "db.h"
 #include "ha.h"
 #include "peers.h"
 #include "pki.h"
 #include "tls.h"
 #include "errmsg.h"
+#include "exporter.h"
 #include "hooktool.h"
 #include "log.h"
+#include "metrics.h"
 #include "password.h"
 #include "pgconf.h"
 #include "version.h"
+#include "x509.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -180,8 +184,8 @@ int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err)
 static int ensure_packages(const struct hook_event *ev, struct pg_install *pg, char **err)
 {
     int rc = pg_detect(pg, err);
-    if (rc == -ENOENT || access(ETCD_BIN, X_OK) != 0) {
-        progress(ev, "installing PostgreSQL and etcd");
+    if (rc == -ENOENT || access(ETCD_BIN, X_OK) != 0 || access(EXPORTER_BIN, X_OK) != 0) {
+        progress(ev, "installing PostgreSQL, etcd and the metrics exporter");
         if (pg_install_packages(err) < 0)
             return -1;
         rc = pg_detect(pg, err);
@@ -222,6 +226,32 @@ static void rollback(const struct pg_install *pg, struct conf_file *f, size_t n)
 }
 
 static bool tls_active; /* this pass: tls_converge installed the provider's certificate */
+
+/* The expiry of the certificates in use, for /metrics: the peer identity, the one clients
+ * see (the provider's when active, else the internal one) and the internal CA. */
+static void note_cert_expiry(void)
+{
+    static const struct {
+        enum metrics_cert which;
+        const char *path;
+    } certs[] = {{METRICS_CERT_PEER, NULL},
+                 {METRICS_CERT_CLIENT, TLS_CLIENT_CERT},
+                 {METRICS_CERT_CA, NULL}};
+    for (size_t i = 0; i < sizeof certs / sizeof *certs; i++) {
+        const char *path = certs[i].which == METRICS_CERT_PEER ? pki_peer_agent.cert
+                           : certs[i].which == METRICS_CERT_CA ? pki_agent.ca
+                           : tls_active ? certs[i].path : pki_pg.cert;
+        char *pem = NULL, *e = NULL;
+        struct x509_info info;
+        time_t t = 0;
+        if (pki_read_file(path, false, &pem, &e) == 0 && pem &&
+            x509_cert_info(pem, &info, &e) == 0)
+            t = info.not_after;
+        metrics_set_cert_expiry(certs[i].which, t);
+        free(pem);
+        free(e);
+    }
+}
 
 /* A replication connection reads its client certificate when it connects: after a new peer
  * identity the WAL receiver goes (SIGTERM, as an administrator's command) and the startup
@@ -625,6 +655,7 @@ int reconcile_run(const struct hook_event *ev, bool full)
             progress(ev, "leaving the cluster");
             ha_leave(30000);
             cluster_leave(&pv);
+            exporter_stop();
             has_left = true; /* nothing restarts here any more: the unit is going away */
         }
         want(&st, "maintenance", "left the cluster; the unit is being removed");
@@ -675,6 +706,15 @@ int reconcile_run(const struct hook_event *ev, bool full)
     if (cs.pending)
         ha_poke_later(3000); /* the next unit joins etcd once the learner caught up */
     write_patronictl_conf(&pv);
+    bool exporting = false;
+    {
+        /* metrics: not worth failing the pass for (PostgreSQL does not need them) */
+        char *e2 = NULL;
+        if (exporter_converge(pv.my_address, ev->charm_dir, &exporting, &e2) < 0)
+            log_warning("metrics exporter: %s", ERRMSG(e2));
+        free(e2);
+        note_cert_expiry();
+    }
     if (!settings_ok) {
         want(&st, "blocked", "not changing PostgreSQL until the configuration is valid");
         goto done;
@@ -768,6 +808,15 @@ int reconcile_run(const struct hook_event *ev, bool full)
         if (prc < 0)
             goto failed;
     }
+    {
+        /* the COS agent's view: not worth failing the pass for either; tried again soon */
+        char *e2 = NULL;
+        if (cos_publish(ev, pv.app, pv.my_address, exporting, &e2) < 0) {
+            log_warning("cos-agent: %s", ERRMSG(e2));
+            ha_poke_later(30000);
+        }
+        free(e2);
+    }
     ha_status(&st, restart_pending);
 
 done:
@@ -812,5 +861,7 @@ out:
 
 void reconcile_supervise(void)
 {
-    /* PostgreSQL and etcd are the HA loop's to supervise (ha.c, cluster.c). */
+    /* PostgreSQL and etcd are the HA loop's to supervise (ha.c, cluster.c); the metrics
+     * exporter is this loop's */
+    exporter_supervise();
 }

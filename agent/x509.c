@@ -799,11 +799,11 @@ static int add_key_usage(X509 *x, const int *bits, size_t n)
     return ok ? 0 : -EIO;
 }
 
-static int add_server_client_eku(X509 *x)
+static int add_server_client_eku(X509 *x, bool client)
 {
     EXTENDED_KEY_USAGE *eku = sk_ASN1_OBJECT_new_null();
     int ok = eku && sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_server_auth)) > 0 &&
-             sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) > 0 &&
+             (!client || sk_ASN1_OBJECT_push(eku, OBJ_nid2obj(NID_client_auth)) > 0) &&
              X509_add1_ext_i2d(x, NID_ext_key_usage, eku, 0, X509V3_ADD_DEFAULT) == 1;
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free); /* built-in objects: freeing is a no-op */
     return ok ? 0 : -EIO;
@@ -1088,7 +1088,7 @@ int x509_issue(const char *csr_pem, const char *ca_cert_pem, const char *ca_key_
     if (!cert_pem)
         return errmsg_set(err, -EINVAL, "x509_issue: no place for the certificate");
     *cert_pem = NULL;
-    if (usage != X509_USAGE_SERVER_CLIENT)
+    if (usage != X509_USAGE_SERVER_CLIENT && usage != X509_USAGE_SERVER)
         return errmsg_set(err, -EINVAL, "unknown certificate usage %d", (int)usage);
     int rc = check_days(days, err);
     if (rc < 0)
@@ -1182,7 +1182,7 @@ int x509_issue(const char *csr_pem, const char *ca_cert_pem, const char *ca_key_
     }
     if (add_basic_constraints(x, false) < 0 ||
         add_key_usage(x, rsa ? rsa_usage : ec_usage, rsa ? 2 : 1) < 0 ||
-        add_server_client_eku(x) < 0 || add_key_ids(x, ca_id, (int)ca_id_len) < 0 ||
+        add_server_client_eku(x, usage == X509_USAGE_SERVER_CLIENT) < 0 || add_key_ids(x, ca_id, (int)ca_id_len) < 0 ||
         X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_DEFAULT) != 1) {
         rc = errmsg_set(err, -EIO, "cannot add the certificate's extensions (%s)", ossl_reason());
         goto out;

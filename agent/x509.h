@@ -44,6 +44,8 @@ enum x509_key_type {
 
 enum x509_usage {
     X509_USAGE_SERVER_CLIENT, /* a unit's certificate: TLS server and client */
+    X509_USAGE_SERVER,        /* a server only (the metrics exporter): no clientAuth, so
+                               * it cannot log in to etcd or PostgreSQL with it */
 };
 
 /* SANs wanted in a request (caller's arrays, only read). NULL arrays are allowed with a
@@ -127,7 +129,7 @@ int x509_csr_same(const char *a_pem, const char *b_pem, bool *same, char **err);
  * IP SANs are copied (at least one; any other kind is refused); other requested extensions
  * are ignored. Sets basicConstraints critical CA:FALSE, keyUsage critical digitalSignature
  * (+ keyEncipherment for an RSA key: it means nothing for an EC key), extendedKeyUsage
- * serverAuth+clientAuth, subject and authority key identifiers, a random 128-bit serial,
+ * serverAuth+clientAuth (serverAuth alone for X509_USAGE_SERVER), subject and authority key identifiers, a random 128-bit serial,
  * notBefore now - 1 h, notAfter min(now + days, the CA's notAfter). The CA certificate must
  * be a CA (basicConstraints) matching ca_key_pem, and not expired (-EKEYEXPIRED).
  * *cert_pem is malloc'd. */

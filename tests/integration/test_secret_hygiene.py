@@ -55,7 +55,9 @@ TLS_KEYS = {"var/lib/pg-agent/tls/key.pem": "root",
             "var/lib/postgresql/pg-agent-tls/peer-key.pem": "postgres",
             # the key of a tls-certificates provider's certificate (tls.c), when integrated
             "var/lib/postgresql/pg-agent-tls/client-key.pem": "postgres",
-            "var/lib/etcd/pg-agent-tls/key.pem": "etcd"}
+            "var/lib/etcd/pg-agent-tls/key.pem": "etcd",
+            # the metrics exporter's own server-only key (pki.c)
+            "var/lib/prometheus/pg-agent-tls/key.pem": "prometheus"}
 
 
 def test_no_secret_on_the_unit(model):
@@ -106,6 +108,7 @@ def test_no_secret_on_the_unit(model):
         assert pwd.getpwuid(st.st_uid).pw_name == owner, (rel, st.st_uid)
     # the logs the agent and PostgreSQL wrote are among them; check they are not empty
     assert (root / "var/log/pg-agent/agent.log").stat().st_size > 0
+    assert (root / "var/log/pg-agent/exporter.log").exists()
     assert any(p.stat().st_size > 0 for p in (root / "var/log/postgresql").iterdir())
     # the Juju log of the unit
     log = model.juju("debug-log", "--limit", "0").stdout.encode()
