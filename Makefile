@@ -79,10 +79,15 @@ $(AGENT_BIN): $(call obj,$(AGENT_MAIN) $(AGENT_LIB) $(LIB_SRC))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(AGENT_RPATH) $(AGENT_LIBS)
 
-charm-tree: $(RELAY_BIN) $(AGENT_BIN) $(CHARM_FILES) $(wildcard src/systemd/*)
+# src/cos/bundle.json: the alert rules (topology placeholder in every selector) and the
+# dashboards (base64 xz, stable uid) the agent publishes on cos-agent (scripts/cos_bundle.py)
+charm-tree: $(RELAY_BIN) $(AGENT_BIN) $(CHARM_FILES) $(shell find src -type f) scripts/cos_bundle.py
 	install -m 0644 $(CHARM_FILES) $(CHARM_TREE)/
 	rm -rf $(CHARM_TREE)/src && mkdir -p $(CHARM_TREE)/src
 	cp -r src/. $(CHARM_TREE)/src/
+	mkdir -p $(CHARM_TREE)/src/cos
+	/usr/bin/python3 scripts/cos_bundle.py --root . --charm-name postgresql \
+		--out $(CHARM_TREE)/src/cos/bundle.json
 	find $(CHARM_TREE)/src -type f -exec chmod 0644 {} +
 	printf 'bases:\n- architectures: [amd64]\n  channel: "22.04"\n  name: ubuntu\n- architectures: [amd64]\n  channel: "24.04"\n  name: ubuntu\n' > $(CHARM_TREE)/manifest.yaml
 
@@ -163,7 +168,8 @@ lint: build
 	printf '%s\n' $(LINT_C) | xargs -P$(LINT_JOBS) -I{} $(CLANG_TIDY) -quiet {} -- $(TIDY_FLAGS)
 	printf '%s\n' $(LINT_C) | xargs -P$(LINT_JOBS) -I{} gcc $(ANALYZER_FLAGS) -c -o /dev/null {}
 	/usr/bin/python3 -m pyflakes sandbox/bin/juju sandbox/juju/*.py tests/*.py tests/sandbox/*.py \
-		tests/integration/*.py tests/chaos/*.py bench/*.py scripts/*.py
+		tests/integration/*.py tests/chaos/*.py tests/cos/*.py tests/charms/*/src/*.py \
+		bench/*.py scripts/*.py
 
 test-sandbox: build
 	$(PYTEST) -p no:cacheprovider -q tests/sandbox
@@ -180,7 +186,8 @@ CHECK_CHAOS_ENV     = CHAOS_ROUNDS=1 CHAOS_FAULTS=kill,stop,netcut,etcd-leader \
 		      CHAOS_LOAD_SECONDS=0 CHAOS_TIME_CAP=900
 
 check: deps build asan lint unit fuzz
-	$(CHECK_CHAOS_ENV) $(PYTEST) -p no:cacheprovider -q tests/sandbox tests/integration tests/chaos
+	$(CHECK_CHAOS_ENV) $(PYTEST) -p no:cacheprovider -q tests/cos tests/sandbox tests/integration \
+		tests/chaos
 	BENCH_TOOL_CALLS=20 /usr/bin/python3 bench/sandbox_deploy.py
 	BENCH_HOOK_RUNS=20 /usr/bin/python3 bench/hook_latency.py
 

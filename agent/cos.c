@@ -43,7 +43,7 @@ static char *replace_all(const char *s, const char *with)
     for (const char *p = s;;) {
         const char *q = strstr(p, COS_PLACEHOLDER);
         if (!q) {
-            strcpy(o, p);
+            memcpy(o, p, strlen(p) + 1);
             break;
         }
         memcpy(o, p, (size_t)(q - p));
@@ -262,7 +262,7 @@ int cos_publish(const struct hook_event *ev, const char *app, const char *addres
         }
         const char *get_argv[] = {"relation-get", "-r", rel, COS_KEY, ev->unit, NULL};
         char *cur = NULL;
-        bool same = hooktool_output(ev, get_argv, &cur, NULL) == 0 && cur &&
+        bool same = hooktool_output(ev, get_argv, &cur, NULL) == 0 && cur && text &&
                     strcmp(cur, text) == 0;
         free(cur);
         if (same)

@@ -29,7 +29,7 @@
 #define EXPORTER_PID_FILE "/run/pg-agent/exporter.pid"
 #define EXPORTER_LOG_FILE "/var/log/pg-agent/exporter.log"
 #define EXPORTER_QUERIES "src/postgres_exporter/queries.yaml" /* in the charm */
-#define EXPORTER_QUERIES_MAX (256 * 1024)
+#define EXPORTER_QUERIES_MAX ((size_t)256 * 1024)
 #define EXPORTER_ARGV_MAX 12
 
 struct exporter_argv {

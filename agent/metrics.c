@@ -32,15 +32,28 @@ static bool name_ok(const char *s)
     return true;
 }
 
-static struct hook_hist *find(const char *name)
+static struct hook_hist *lookup(const char *key)
 {
-    const char *key = name_ok(name) ? name : "other";
     for (size_t i = 0; i < n_hooks; i++)
         if (strcmp(hooks[i].name, key) == 0)
             return &hooks[i];
-    if (n_hooks >= METRICS_MAX_HOOKS && strcmp(key, "other") != 0)
-        return find("other");
-    struct hook_hist *h = &hooks[n_hooks++];
+    return NULL;
+}
+
+/* The histogram of a hook, made on first use; "other" once METRICS_MAX_HOOKS names are
+ * taken (one slot beyond them is kept for it). */
+static struct hook_hist *find(const char *name)
+{
+    const char *key = name_ok(name) ? name : "other";
+    struct hook_hist *h = lookup(key);
+    if (h)
+        return h;
+    if (n_hooks >= METRICS_MAX_HOOKS && strcmp(key, "other") != 0) {
+        key = "other";
+        if ((h = lookup(key)))
+            return h;
+    }
+    h = &hooks[n_hooks++];
     memset(h, 0, sizeof *h);
     snprintf(h->name, sizeof h->name, "%s", key);
     return h;

@@ -622,17 +622,25 @@ def save_model_logs(model):
     return dest, "\n".join(tails)
 
 
+_SETUP_LOGS_SAVED = set()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """When a test that uses the module's `model` fails, keep its units' logs (the model is
     destroyed at module teardown) and show the agent logs' last lines in the report."""
     outcome = yield
     rep = outcome.get_result()
-    if rep.when != "call" or not rep.failed:
+    if rep.when not in ("setup", "call") or not rep.failed:
         return
     model = item.funcargs.get("model") if hasattr(item, "funcargs") else None
     if not isinstance(model, Model):
         return
+    # a module fixture that fails errors every test of the module: its logs once
+    if rep.when == "setup":
+        if model.name in _SETUP_LOGS_SAVED:
+            return
+        _SETUP_LOGS_SAVED.add(model.name)
     try:
         dest, tails = save_model_logs(model)
     except Exception as e:                      # the report must not fail on this

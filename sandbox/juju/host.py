@@ -26,6 +26,8 @@ PRIVATE_DIRS = (
     "/var/lib/pgbouncer",
     "/var/log/pgbouncer",
     "/etc/prometheus-postgres-exporter",
+    "/var/lib/prometheus",
+    "/var/lib/cos-agent-test",
     "/var/lib/pg-agent",
     "/var/log/pg-agent",
     "/etc/pg-agent",

@@ -124,6 +124,7 @@ def test_rendered_files_are_accepted_by_the_server(deployed):
                                        "ORDER BY line_number")
         assert maps == [["pg-agent", "root", "postgres", ""],
                         ["pg-agent", "postgres", "postgres", ""],
+                        ["pg-exporter", "prometheus", "monitoring", ""],
                         ["pg-agent-peers", f"/^{APP}-[0-9]+$", "replication", ""],
                         ["pg-agent-peers", f"/^{APP}-[0-9]+$", "rewind", ""]], maps
 
