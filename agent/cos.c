@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define AGENT_API_PORT 8008
 
@@ -214,6 +215,11 @@ static int load_bundle(const char *charm_dir, json_t **out, char **err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", charm_dir ? charm_dir : "", COS_BUNDLE);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errmsg_set(err, -errno, "%s: %s (the charm is incomplete)", path, strerror(errno));
+    if (st.st_size > COS_BUNDLE_MAX)
+        return errmsg_set(err, -EFBIG, "%s: larger than %lld bytes", path, (long long)COS_BUNDLE_MAX);
     json_error_t je;
     *out = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!*out)

@@ -22,13 +22,14 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "request.h"
 
 #define COS_ENDPOINT "cos-agent"
 #define COS_KEY "config"
 #define COS_BUNDLE "src/cos/bundle.json" /* in the charm directory */
-#define COS_BUNDLE_MAX (4 * 1024 * 1024)
+#define COS_BUNDLE_MAX ((off_t)4 * 1024 * 1024)
 #define COS_CHARM "postgresql"
 #define COS_PLACEHOLDER "%%juju_topology%%"
 

@@ -122,6 +122,19 @@ static bool same_cmdline(pid_t pid, const struct exporter_argv *a)
     return off == (size_t)n;
 }
 
+/* The exporter appends to its log for ever (it logs every failed scrape while PostgreSQL
+ * is down): past EXPORTER_LOG_MAX the file moves to .1 (the exporter's descriptor follows
+ * it until its next start) and a new one is opened for the next start. */
+static void trim_log(void)
+{
+    struct stat st;
+    if (stat(EXPORTER_LOG_FILE, &st) == 0 && st.st_size > EXPORTER_LOG_MAX) {
+        if (rename(EXPORTER_LOG_FILE, EXPORTER_LOG_FILE ".1") == 0)
+            log_info("%s moved to %s.1 (over %d MiB)", EXPORTER_LOG_FILE, EXPORTER_LOG_FILE,
+                     EXPORTER_LOG_MAX >> 20);
+    }
+}
+
 static void stop_pid(pid_t pid, const char *why)
 {
     log_info("stopping the metrics exporter (pid %ld): %s", (long)pid, why);
@@ -171,7 +184,7 @@ static int copy_queries(const char *charm_dir, const struct passwd *pw, char **e
         return errmsg_set(err, -EINVAL, "%s: unreadable, too large or not text", path);
     }
     buf[n] = '\0';
-    int rc = pki_write_file(QUERIES_COPY, buf, pw->pw_uid, pw->pw_gid, err);
+    int rc = pki_write_file_mode(QUERIES_COPY, buf, 0, pw->pw_gid, 0640, 0750, err);
     free(buf);
     return rc;
 }
@@ -183,8 +196,10 @@ int exporter_converge(const char *address, const char *charm_dir, bool *running,
     if (access(EXPORTER_BIN, X_OK) != 0 || !pw)
         return 0; /* not installed (yet): the packages come with PostgreSQL's */
     struct passwd user = *pw; /* getpwnam's storage is static */
-    if (access(pki_exporter.cert, F_OK) != 0 || access(pki_exporter.key, F_OK) != 0)
-        return 0; /* pki_converge issues it */
+    if (access(pki_exporter.cert, F_OK) != 0 || access(pki_exporter.key, F_OK) != 0 ||
+        !address || !address[0])
+        return 0; /* pki_converge issues it; the address comes with the peer relation */
+    trim_log();
     struct exporter_argv a;
     int rc = exporter_argv_build(address, &a, err);
     if (rc < 0)
@@ -192,7 +207,7 @@ int exporter_converge(const char *address, const char *charm_dir, bool *running,
     char *web = NULL;
     rc = exporter_web_config(&web, err);
     if (rc == 0)
-        rc = pki_write_file(WEB_CONFIG, web, user.pw_uid, user.pw_gid, err);
+        rc = pki_write_file_mode(WEB_CONFIG, web, 0, user.pw_gid, 0640, 0750, err);
     free(web);
     int queries = rc < 0 ? rc : copy_queries(charm_dir ? charm_dir : "", &user, err);
     if (queries < 0)

@@ -11,8 +11,12 @@
  * exporter's user needs no access to the charm directory). It visits every database
  * (--auto-discover-databases; clients.c grants monitoring CONNECT on the client ones).
  *
- * Files: /var/lib/prometheus/pg-agent-tls/{web.yml,queries.yaml} (prometheus, 0600),
- * /run/pg-agent/exporter.pid, /var/log/pg-agent/exporter.log.
+ * Files: /var/lib/pg-agent/exporter/{web.yml,queries.yaml} (root:prometheus 0640, next to
+ * its certificate, see pki.h), /run/pg-agent/exporter.pid, /var/log/pg-agent/exporter.log
+ * (moved to .1 past EXPORTER_LOG_MAX).
+ *
+ * Limits: under systemd the exporter is in the agent service's cgroup, so a restart of
+ * the service (not a re-exec) stops it; the first hook after that starts it again.
  *
  * Ownership: strings are borrowed; *err is malloc'd. Hook thread only.
  */
@@ -28,6 +32,7 @@
 #define EXPORTER_PORT 9187
 #define EXPORTER_PID_FILE "/run/pg-agent/exporter.pid"
 #define EXPORTER_LOG_FILE "/var/log/pg-agent/exporter.log"
+#define EXPORTER_LOG_MAX (8 << 20)
 #define EXPORTER_QUERIES "src/postgres_exporter/queries.yaml" /* in the charm */
 #define EXPORTER_QUERIES_MAX ((size_t)256 * 1024)
 #define EXPORTER_ARGV_MAX 12

@@ -78,7 +78,7 @@ static _Atomic uint64_t fence_deadline_us;
 static _Atomic int fence_count;
 static _Atomic int demotions;        /* this member stepped down as primary */
 static _Atomic bool api_dcs_ok;      /* the last DCS read succeeded */
-static _Atomic bool api_etcd_quorum; /* the local etcd member sees a leader */
+static _Atomic int api_etcd_quorum = -1; /* 1/0: the local etcd member sees a leader; -1: unknown */
 
 static uint64_t now_us(void)
 {
@@ -631,10 +631,9 @@ static int pg_query_local(struct local_pg *l)
         "extract(epoch FROM pg_postmaster_start_time()), "
         "current_setting('server_version_num'), "
         "CASE WHEN pg_is_in_recovery() THEN COALESCE(extract(epoch FROM "
-        "pg_last_xact_replay_timestamp()), 0) ELSE 0 END, "
-        "pg_is_in_recovery() AND pg_is_wal_replay_paused()");
+        "pg_last_xact_replay_timestamp()), 0) ELSE 0 END");
     int rc = -1;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 13) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQnfields(r) == 12) {
         l->primary = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
         l->lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
         l->tli = (uint32_t)strtoul(PQgetvalue(r, 0, 2), NULL, 10);
@@ -647,10 +646,17 @@ static int pg_query_local(struct local_pg *l)
         l->start_time = strtod(PQgetvalue(r, 0, 9), NULL);
         l->server_version = strtol(PQgetvalue(r, 0, 10), NULL, 10);
         l->replayed_ts = strtod(PQgetvalue(r, 0, 11), NULL);
-        l->paused = strcmp(PQgetvalue(r, 0, 12), "t") == 0;
         rc = 0;
     }
     PQclear(r);
+    if (rc == 0 && !l->primary) {
+        /* for the metrics only: it errors once recovery has ended (a promotion between the
+         * two queries), which must not make this server look unready */
+        r = PQexec(c, "SELECT pg_is_wal_replay_paused()");
+        l->paused = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                    strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+    }
     db_close(c);
     if (rc == 0 && !l->primary) {
         /* A replica's control file names the timeline of its last restartpoint, which
@@ -1789,8 +1795,10 @@ static char *api_metrics(void *data)
           "%.3f", left);
     GAUGE("pg_agent_dcs_reachable", "Value is 1 if the last read of the DCS (etcd) succeeded, "
           "0 otherwise.", "%d", atomic_load(&api_dcs_ok) ? 1 : 0);
-    GAUGE("pg_agent_etcd_quorum", "Value is 1 if the local etcd member sees a leader (its "
-          "cluster has a quorum), 0 otherwise.", "%d", atomic_load(&api_etcd_quorum) ? 1 : 0);
+    int quorum = atomic_load(&api_etcd_quorum);
+    if (quorum >= 0) /* left out while the local member cannot be asked */
+        GAUGE("pg_agent_etcd_quorum", "Value is 1 if the local etcd member sees a leader (its "
+              "cluster has a quorum), 0 if it has none.", "%d", quorum);
     FAMILY("pg_agent_fencing_events_total", "counter",
            "Times the fencing deadline stopped PostgreSQL.", "%d", atomic_load(&fence_count));
     FAMILY("pg_agent_promotions_total", "counter", "Times this member was promoted.", "%d",
@@ -2186,8 +2194,9 @@ static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
 static void check_quorum(const char *why)
 {
     struct etcd_status st = {0};
-    bool leaderless = L.etcd && etcd_status(L.etcd, 0, &st, NULL) == 0 && st.leader == 0;
-    atomic_store(&api_etcd_quorum, !leaderless);
+    bool answered = L.etcd && etcd_status(L.etcd, 0, &st, NULL) == 0;
+    bool leaderless = answered && st.leader == 0;
+    atomic_store(&api_etcd_quorum, answered ? (leaderless ? 0 : 1) : -1);
     if (!leaderless) {
         L.no_quorum_since = 0;
         problem_blocked = false;
@@ -2224,6 +2233,7 @@ static void cycle(void)
         set_problem("cannot reach etcd: %s", ERRMSG(err));
         free(err);
         atomic_store(&api_dcs_ok, false);
+        atomic_store(&api_etcd_quorum, -1);
         return;
     }
     struct dcs_view v;
@@ -2232,7 +2242,7 @@ static void cycle(void)
     bool dcs_ok = ensure_lease(&err) == 0 && dcs_read(&v, &err) == 0;
     atomic_store(&api_dcs_ok, dcs_ok);
     if (dcs_ok)
-        atomic_store(&api_etcd_quorum, true);
+        atomic_store(&api_etcd_quorum, 1);
     if (!dcs_ok) {
         check_quorum(err);
         free(err);

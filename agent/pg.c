@@ -98,45 +98,63 @@ static int write_dropin(char **err)
     return 0;
 }
 
-int pg_install_packages(char **err)
+/* apt-get install of pkgs (NULL-terminated, at most 4) with apt-get update when that
+ * fails; under systemd as a transient unit (the agent's service cannot write /usr:
+ * ProtectSystem=strict), then each service in off disabled and stopped. */
+static int apt_install(const char *const pkgs[], bool recommends, const char *const off[],
+                       char **err)
 {
-    int rc = write_dropin(err);
-    if (rc < 0)
-        return rc;
     static char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
                                 "DEBIAN_FRONTEND=noninteractive", NULL};
     struct proc_opts o = {.timeout_ms = APT_TIMEOUT_MS, .env = env};
-    /* Under systemd the agent's service cannot write /usr (ProtectSystem=strict): apt runs
-     * as a transient unit of its own. */
     bool systemd = sd_booted() > 0;
     const char *update[] = {"/usr/bin/systemd-run", "--wait", "--collect", "--quiet",
                             "--setenv=DEBIAN_FRONTEND=noninteractive", "/usr/bin/apt-get",
                             "update", "-qq", NULL};
-    const char *install[] = {"/usr/bin/systemd-run", "--wait", "--collect", "--quiet",
-                             "--setenv=DEBIAN_FRONTEND=noninteractive", "/usr/bin/apt-get",
-                             "install", "-y", "-qq", "--no-install-recommends", "postgresql",
-                             "etcd-server", "prometheus-postgres-exporter", NULL};
+    const char *install[16] = {"/usr/bin/systemd-run", "--wait", "--collect", "--quiet",
+                               "--setenv=DEBIAN_FRONTEND=noninteractive", "/usr/bin/apt-get",
+                               "install", "-y", "-qq"};
+    size_t n = 9;
+    if (!recommends)
+        install[n++] = "--no-install-recommends";
+    for (size_t k = 0; pkgs[k] && n < 15; k++)
+        install[n++] = pkgs[k];
+    install[n] = NULL;
     const char *const *u = systemd ? update : update + 5;
     const char *const *i = systemd ? install : install + 5;
-    log_info("installing the postgresql, etcd-server and prometheus-postgres-exporter packages%s",
-             systemd ? " (systemd-run apt-get)" : "");
-    rc = proc_run(i, &o, NULL, NULL);
+    log_info("installing %s%s%s%s", pkgs[0], pkgs[1] ? " and more" : "",
+             recommends ? "" : " (without recommends)", systemd ? " (systemd-run apt-get)" : "");
+    int rc = proc_run(i, &o, NULL, NULL);
     /* Package lists may be missing or stale on a fresh machine. */
     if (rc < 0 && proc_run(u, &o, NULL, err) == 0)
         rc = proc_run(i, &o, NULL, err);
     else if (rc < 0)
         return -1;
-    if (rc == 0 && systemd) {
-        /* The package's own etcd (localhost:2379) would take the charm's client port. */
-        const char *off[] = {"/usr/bin/systemctl", "disable", "--now", "etcd.service", NULL};
-        (void)proc_run(off, &o, NULL, NULL);
-        /* and the package's exporter (all addresses, no TLS, no database): the agent runs
-         * its own (exporter.c) */
-        const char *off2[] = {"/usr/bin/systemctl", "disable", "--now",
-                              "prometheus-postgres-exporter.service", NULL};
-        (void)proc_run(off2, &o, NULL, NULL);
+    for (size_t k = 0; rc == 0 && systemd && off && off[k]; k++) {
+        const char *cmd[] = {"/usr/bin/systemctl", "disable", "--now", off[k], NULL};
+        (void)proc_run(cmd, &o, NULL, NULL);
     }
     return rc;
+}
+
+int pg_install_packages(char **err)
+{
+    int rc = write_dropin(err);
+    if (rc < 0)
+        return rc;
+    /* The package's own etcd (localhost:2379) would take the charm's client port. */
+    static const char *const pkgs[] = {"postgresql", "etcd-server", NULL};
+    static const char *const off[] = {"etcd.service", NULL};
+    return apt_install(pkgs, true, off, err);
+}
+
+int pg_install_exporter(char **err)
+{
+    /* without recommends (no node exporter); the package's own service (all addresses, no
+     * TLS, no database) stays off: the agent runs its own (exporter.c) */
+    static const char *const pkgs[] = {"prometheus-postgres-exporter", NULL};
+    static const char *const off[] = {"prometheus-postgres-exporter.service", NULL};
+    return apt_install(pkgs, false, off, err);
 }
 
 int pg_disable_distro_clusters(char **err)

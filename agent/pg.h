@@ -49,6 +49,10 @@ int pg_detect(struct pg_install *out, char **err);
 
 /* Install the distro's `postgresql` package (the drop-in first). Runs apt-get through
  * systemd-run where systemd runs (the agent's own service cannot write /usr). */
+/* The metrics exporter's package (prometheus-postgres-exporter), without recommends, its
+ * own service disabled. 0 or -1 with *err. */
+int pg_install_exporter(char **err);
+
 int pg_install_packages(char **err);
 
 /* Stop and disable every distro cluster (/etc/postgresql/<v>/<name>) that is not

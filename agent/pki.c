@@ -81,6 +81,12 @@ int pki_read_file(const char *path, bool secret, char **out, char **err)
  * (-EINVAL for a NULL content). */
 int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, char **err)
 {
+    return pki_write_file_mode(path, content, uid, gid, 0600, 0700, err);
+}
+
+int pki_write_file_mode(const char *path, const char *content, uid_t uid, gid_t gid,
+                        mode_t file_mode, mode_t dir_mode, char **err)
+{
     if (!content) /* a caller's bug: never replace a file with nothing */
         return errmsg_set(err, -EINVAL, "%s: no content to write", path);
     char *cur = NULL;
@@ -89,16 +95,17 @@ int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, 
     bool same = cur && strcmp(cur, content) == 0;
     password_free(cur);
     struct stat st;
-    if (same && stat(path, &st) == 0 && st.st_uid == uid && (st.st_mode & 0777) == 0600)
+    if (same && stat(path, &st) == 0 && st.st_uid == uid && st.st_gid == gid &&
+        (st.st_mode & 0777) == file_mode)
         return 0;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    if (mkdir(dir, dir_mode) < 0 && errno != EEXIST)
         return errmsg_set(err, -errno, "%s: %s", dir, strerror(errno));
-    if (chown(dir, uid, gid) < 0 || chmod(dir, 0700) < 0)
+    if (chown(dir, uid, gid) < 0 || chmod(dir, dir_mode) < 0)
         return errmsg_set(err, -errno, "%s: %s", dir, strerror(errno));
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.new", path);
@@ -106,7 +113,7 @@ int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, 
     if (fd < 0)
         return errmsg_set(err, -errno, "%s: %s", tmp, strerror(errno));
     int rc = proto_write_all(fd, content, strlen(content));
-    if (rc == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0600) < 0 || fsync(fd) < 0))
+    if (rc == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, file_mode) < 0 || fsync(fd) < 0))
         rc = -errno;
     close(fd);
     if (rc == 0 && rename(tmp, path) < 0)
@@ -325,17 +332,29 @@ int pki_converge(const struct hook_event *ev, const struct peers_view *pv, bool 
     password_free(key);
     free(cert);
     key = cert = NULL;
-    if (rc == 0 && getpwnam(PKI_EXPORTER_USER)) {
-        /* its own server-only key; a change needs no restart (the exporter reads its
-         * web configuration's files for every new connection) */
-        bool exporter_changed = false;
+    const struct passwd *pw = rc == 0 ? getpwnam(PKI_EXPORTER_USER) : NULL;
+    if (pw) {
+        /* its own server-only key; a change needs no restart (the exporter reads its web
+         * configuration's files for every new connection). Owned by root, readable by its
+         * group: the exporter's user cannot replace them (nor the directory). Metrics are
+         * not worth failing the pass for: a problem here is a warning. */
+        gid_t gid = pw->pw_gid;
         char cn[ETCD_NAME_MAX + 16];
         snprintf(cn, sizeof cn, "%s-metrics", pv->me);
-        rc = converge_identity(&pki_exporter, "metrics exporter", cn, X509_USAGE_SERVER,
-                               ca_cert, ca_key, &w, &key, &cert, err);
-        if (rc == 0)
-            rc = pki_install_copy(&pki_exporter, PKI_EXPORTER_USER, ca_cert, cert, key,
-                                  &exporter_changed, err);
+        char *e2 = NULL;
+        struct stat top;
+        if (stat(PKI_STATE_DIR, &top) == 0 && (top.st_mode & 0111) != 0111)
+            (void)chmod(PKI_STATE_DIR, (top.st_mode & 0777) | 0111); /* traverse only */
+        int r2 = converge_identity(&pki_exporter, "metrics exporter", cn, X509_USAGE_SERVER,
+                                   ca_cert, ca_key, &w, &key, &cert, &e2);
+        const char *const files[3][2] = {{pki_exporter.ca, ca_cert},
+                                         {pki_exporter.cert, cert},
+                                         {pki_exporter.key, key}};
+        for (int i = 0; r2 >= 0 && i < 3; i++)
+            r2 = pki_write_file_mode(files[i][0], files[i][1], 0, gid, 0640, 0750, &e2);
+        if (r2 < 0)
+            log_warning("the metrics exporter's certificate: %s", ERRMSG(e2));
+        free(e2);
     }
     free(ca_cert);
     password_free(ca_key);

@@ -14,8 +14,9 @@
  *   /var/lib/etcd/pg-agent-tls/{ca,cert,key}.pem          etcd (client and peer mutual TLS)
  * The metrics exporter's own server-only identity (its key is no client credential: a
  * compromised exporter cannot log in to etcd or PostgreSQL with it), when its OS user
- * exists:
- *   /var/lib/prometheus/pg-agent-tls/{ca,cert,key}.pem    prometheus
+ * exists; root's files in a root directory, readable by the group prometheus (0640, the
+ * directory 0750; /var/lib/pg-agent becomes traversable, 0711, its contents stay 0700):
+ *   /var/lib/pg-agent/exporter/{ca,cert,key}.pem          root:prometheus
  * The CA's private key never reaches a file: it lives in the secret and in memory for
  * the moment a certificate is signed.
  *
@@ -34,7 +35,8 @@
 #define PKI_AGENT_DIR "/var/lib/pg-agent/tls"
 #define PKI_PG_DIR "/var/lib/postgresql/pg-agent-tls"
 #define PKI_ETCD_DIR "/var/lib/etcd/pg-agent-tls"
-#define PKI_EXPORTER_DIR "/var/lib/prometheus/pg-agent-tls"
+#define PKI_STATE_DIR "/var/lib/pg-agent"
+#define PKI_EXPORTER_DIR PKI_STATE_DIR "/exporter"
 #define PKI_EXPORTER_USER "prometheus"
 #define PKI_CA_DAYS 3650
 #define PKI_CERT_DAYS 365
@@ -50,6 +52,11 @@ int pki_read_file(const char *path, bool secret, char **out, char **err);
 /* content into path atomically, this owner, mode 0600 (its directory 0700, created).
  * Returns 1 when the file changed, 0 when it already was that, -errno. */
 int pki_write_file(const char *path, const char *content, uid_t uid, gid_t gid, char **err);
+
+/* The same with the file's and its directory's modes (e.g. 0640 and 0750 for files a
+ * service's group reads but cannot replace). */
+int pki_write_file_mode(const char *path, const char *content, uid_t uid, gid_t gid,
+                        mode_t file_mode, mode_t dir_mode, char **err);
 
 /* ca, cert and key into f's three files, owned by user (NULL: root; a user that does not
  * exist: nothing is written, that service is not installed). *changed when one changed.

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
@@ -333,15 +334,24 @@ bool proc_alive(pid_t pid)
 
 int proc_pidfile_write(const char *path, pid_t pid, char **err)
 {
-    char text[32];
+    /* a new file renamed over the old one: never an empty pid file after a crash */
+    char text[32], tmp[4096];
     int n = snprintf(text, sizeof text, "%ld\n", (long)pid);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    errno = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     bool ok = fd >= 0 && n > 0 && write(fd, text, (size_t)n) == n;
     int e = ok ? 0 : (errno ? errno : EIO);
     if (fd >= 0 && close(fd) < 0 && ok) {
         ok = false;
         e = errno;
     }
+    if (ok && rename(tmp, path) < 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok)
+        unlink(tmp);
     return ok ? 0 : errmsg_set(err, -e, "cannot write %s: %s", path, strerror(e));
 }
 
@@ -354,7 +364,8 @@ pid_t proc_pidfile_running(const char *path, const char *exe)
     char *end = NULL;
     long pid = fgets(line, sizeof line, f) ? strtol(line, &end, 10) : 0;
     (void)fclose(f);
-    if (!end || (*end != '\n' && *end != '\0') || pid <= 0 || !proc_alive((pid_t)pid))
+    if (!end || (*end != '\n' && *end != '\0') || pid <= 0 || pid > INT_MAX ||
+        !proc_alive((pid_t)pid))
         return 0;
     char link[64], target[256];
     snprintf(link, sizeof link, "/proc/%ld/exe", pid);
@@ -362,5 +373,9 @@ pid_t proc_pidfile_running(const char *path, const char *exe)
     if (n <= 0)
         return 0;
     target[n] = '\0';
-    return strcmp(target, exe) == 0 ? (pid_t)pid : 0;
+    /* after a package upgrade the running binary is the replaced file: still ours */
+    size_t len = strlen(exe);
+    bool same = strcmp(target, exe) == 0 ||
+                (strncmp(target, exe, len) == 0 && strcmp(target + len, " (deleted)") == 0);
+    return same ? (pid_t)pid : 0;
 }

@@ -55,7 +55,8 @@ bool proc_alive(pid_t pid);
 int proc_pidfile_write(const char *path, pid_t pid, char **err);
 
 /* The pid in path when that process is alive and runs the executable exe (its
- * /proc/<pid>/exe); 0 otherwise (no file, a bad one, a dead or another process). */
+ * /proc/<pid>/exe, "exe (deleted)" after a package upgrade replaced it); 0 otherwise (no
+ * file, a bad one, a dead or another process). */
 pid_t proc_pidfile_running(const char *path, const char *exe);
 
 /* Sleep ms milliseconds, calling the keepalive. */

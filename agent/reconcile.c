@@ -184,8 +184,8 @@ int reconcile_connect(struct pg_install *pg, PGconn **conn, char **err)
 static int ensure_packages(const struct hook_event *ev, struct pg_install *pg, char **err)
 {
     int rc = pg_detect(pg, err);
-    if (rc == -ENOENT || access(ETCD_BIN, X_OK) != 0 || access(EXPORTER_BIN, X_OK) != 0) {
-        progress(ev, "installing PostgreSQL, etcd and the metrics exporter");
+    if (rc == -ENOENT || access(ETCD_BIN, X_OK) != 0) {
+        progress(ev, "installing PostgreSQL and etcd");
         if (pg_install_packages(err) < 0)
             return -1;
         rc = pg_detect(pg, err);
@@ -194,6 +194,15 @@ static int ensure_packages(const struct hook_event *ev, struct pg_install *pg, c
         return -1;
     if (pg_disable_distro_clusters(err) < 0)
         return -1;
+    static bool exporter_tried; /* once per agent: a mirror without it costs no pass */
+    if (access(EXPORTER_BIN, X_OK) != 0 && !exporter_tried) {
+        exporter_tried = true;
+        progress(ev, "installing the metrics exporter");
+        char *e2 = NULL;
+        if (pg_install_exporter(&e2) < 0)
+            log_warning("no metrics exporter (PostgreSQL runs without it): %s", ERRMSG(e2));
+        free(e2);
+    }
     return 0;
 }
 
@@ -810,10 +819,14 @@ int reconcile_run(const struct hook_event *ev, bool full)
     }
     {
         /* the COS agent's view: not worth failing the pass for either; tried again soon */
+        static int cos_retry_ms = 30000; /* doubles to 30 min while it keeps failing */
         char *e2 = NULL;
         if (cos_publish(ev, pv.app, pv.my_address, exporting, &e2) < 0) {
-            log_warning("cos-agent: %s", ERRMSG(e2));
-            ha_poke_later(30000);
+            log_warning("cos-agent: %s (again in %d s)", ERRMSG(e2), cos_retry_ms / 1000);
+            ha_poke_later(cos_retry_ms);
+            cos_retry_ms = cos_retry_ms >= 900000 ? 1800000 : cos_retry_ms * 2;
+        } else {
+            cos_retry_ms = 30000;
         }
         free(e2);
     }

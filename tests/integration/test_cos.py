@@ -19,7 +19,7 @@ import pytest
 from conftest import REPO, any_error, poll
 from test_ha import APP, CHARM, cluster_settled, primary_unit, sql
 
-SCHEMAS = REPO.parent / "shared" / "reference" / "schemas"
+SCHEMAS = REPO / "tests" / "schemas"  # copies of the reference schemas (README there)
 SCRAPE_INTERVAL_S = 60  # grafana-agent's and Prometheus' default scrape interval
 
 

@@ -5,6 +5,7 @@ the unit. The passwords are exercised first (generated, rotated, set from a secr
 
 import json
 import os
+import grp
 import pwd
 from pathlib import Path
 
@@ -56,8 +57,8 @@ TLS_KEYS = {"var/lib/pg-agent/tls/key.pem": "root",
             # the key of a tls-certificates provider's certificate (tls.c), when integrated
             "var/lib/postgresql/pg-agent-tls/client-key.pem": "postgres",
             "var/lib/etcd/pg-agent-tls/key.pem": "etcd",
-            # the metrics exporter's own server-only key (pki.c)
-            "var/lib/prometheus/pg-agent-tls/key.pem": "prometheus"}
+            # the metrics exporter's own server-only key (pki.c): root's, its group reads it
+            "var/lib/pg-agent/exporter/key.pem": "root:prometheus"}
 
 
 def test_no_secret_on_the_unit(model):
@@ -104,8 +105,11 @@ def test_no_secret_on_the_unit(model):
         if rel.endswith("client-key.pem") and not (root / rel).exists():
             continue                      # only with a client-certificates provider
         st = (root / rel).stat()
-        assert oct(st.st_mode & 0o777) == "0o600", (rel, oct(st.st_mode))
-        assert pwd.getpwuid(st.st_uid).pw_name == owner, (rel, st.st_uid)
+        user, _, group = owner.partition(":")
+        assert oct(st.st_mode & 0o777) == ("0o640" if group else "0o600"), (rel, oct(st.st_mode))
+        assert pwd.getpwuid(st.st_uid).pw_name == user, (rel, st.st_uid)
+        if group:
+            assert grp.getgrgid(st.st_gid).gr_name == group, (rel, st.st_gid)
     # the logs the agent and PostgreSQL wrote are among them; check they are not empty
     assert (root / "var/log/pg-agent/agent.log").stat().st_size > 0
     assert (root / "var/log/pg-agent/exporter.log").exists()
