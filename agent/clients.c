@@ -398,14 +398,6 @@ static const struct client_entry *find(const struct client_set *s, int id)
 }
 
 /* The relation id the hook is breaking, or -1. */
-static int broken_id(const struct hook_event *ev)
-{
-    if (ev->kind != EVENT_HOOK || strcmp(ev->name, CLIENTS_ENDPOINT "-relation-broken") != 0)
-        return -1;
-    const char *rel = request_env(ev, "JUJU_RELATION_ID");
-    return rel ? parse_id(rel) : -1;
-}
-
 static int plan(const struct hook_event *ev, const struct peers_view *pv,
                 struct clients_view *cv, char **err)
 {
@@ -424,7 +416,7 @@ static int plan(const struct hook_event *ev, const struct peers_view *pv,
     int rc = -1;
     if (hooktool_json(ev, ids_argv, &ids, err) < 0)
         goto out;
-    int broken = broken_id(ev);
+    int broken = request_broken_relation(ev, CLIENTS_ENDPOINT);
     struct client_set *set = &cv->set;
     *set = (struct client_set){0};
     size_t i;

@@ -227,17 +227,6 @@ static int load_bundle(const char *charm_dir, json_t **out, char **err)
     return 0;
 }
 
-/* The dying relation of a relation-broken hook is still listed (juju.md): skip it. */
-static bool dying(const struct hook_event *ev, const char *rel)
-{
-    if (ev->kind != EVENT_HOOK || !ev->relation || ev->relation_id < 0 ||
-        strcmp(ev->relation, COS_ENDPOINT) != 0 || !strstr(ev->name, "-relation-broken"))
-        return false;
-    char d[64];
-    snprintf(d, sizeof d, "%s:%d", COS_ENDPOINT, ev->relation_id);
-    return strcmp(d, rel) == 0;
-}
-
 int cos_publish(const struct hook_event *ev, const char *app, const char *address,
                 bool exporter, char **err)
 {
@@ -251,7 +240,7 @@ int cos_publish(const struct hook_event *ev, const char *app, const char *addres
     json_t *idv;
     json_array_foreach(ids, i, idv) {
         const char *rel = json_string_value(idv);
-        if (!rel || dying(ev, rel))
+        if (!rel || request_is_broken_relation(ev, COS_ENDPOINT, rel))
             continue;
         if (!text) {
             struct cos_topology t = {.model = ev->model,

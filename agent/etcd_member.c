@@ -229,14 +229,9 @@ pid_t etcd_start(const struct etcd_argv *argv, const char *pid_file, const char 
         o.uid = pw->pw_uid;
         o.gid = pw->pw_gid;
     }
-    pid_t pid = proc_spawn(argv->argv, &o, err);
+    pid_t pid = proc_spawn_pidfile(argv->argv, &o, pid_file, err);
     if (pid < 0)
         return pid;
-    int rc = proc_pidfile_write(pid_file, pid, err);
-    if (rc < 0) {
-        kill(pid, SIGTERM);
-        return rc;
-    }
     log_info("etcd member started (pid %ld)", (long)pid);
     return pid;
 }

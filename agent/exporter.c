@@ -151,14 +151,9 @@ static int start(const struct exporter_argv *a, const struct passwd *pw, char **
     static char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", DSN, NULL};
     struct proc_opts o = {.as_user = true, .uid = pw->pw_uid, .gid = pw->pw_gid, .cwd = "/",
                           .env = env, .output_file = EXPORTER_LOG_FILE};
-    pid_t pid = proc_spawn(a->argv, &o, err);
+    pid_t pid = proc_spawn_pidfile(a->argv, &o, EXPORTER_PID_FILE, err);
     if (pid < 0)
         return pid;
-    int rc = proc_pidfile_write(EXPORTER_PID_FILE, pid, err);
-    if (rc < 0) {
-        kill(pid, SIGTERM);
-        return rc;
-    }
     S.started = time(NULL);
     log_info("metrics exporter started (pid %ld) on %s", (long)pid, a->argv[1]);
     return 0;
@@ -170,21 +165,17 @@ static int copy_queries(const char *charm_dir, const struct passwd *pw, char **e
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", charm_dir, EXPORTER_QUERIES);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return errmsg_set(err, -errno, "%s: %s", path, strerror(errno));
-    char *buf = malloc(EXPORTER_QUERIES_MAX + 1);
-    size_t n = buf ? fread(buf, 1, EXPORTER_QUERIES_MAX + 1, f) : 0;
-    bool bad = ferror(f) != 0;
-    (void)fclose(f);
+    char *buf = NULL;
+    int rc = pki_read_file(path, false, &buf, err);
+    if (rc < 0)
+        return rc;
     if (!buf)
-        return errmsg_set(err, -ENOMEM, "out of memory");
-    if (bad || n > EXPORTER_QUERIES_MAX || memchr(buf, '\0', n)) {
+        return errmsg_set(err, -ENOENT, "%s: missing (the charm is incomplete)", path);
+    if (strlen(buf) > EXPORTER_QUERIES_MAX) {
         free(buf);
-        return errmsg_set(err, -EINVAL, "%s: unreadable, too large or not text", path);
+        return errmsg_set(err, -EFBIG, "%s: larger than %zu bytes", path, EXPORTER_QUERIES_MAX);
     }
-    buf[n] = '\0';
-    int rc = pki_write_file_mode(QUERIES_COPY, buf, 0, pw->pw_gid, 0640, 0750, err);
+    rc = pki_write_file_mode(QUERIES_COPY, buf, 0, pw->pw_gid, 0640, 0750, err);
     free(buf);
     return rc;
 }

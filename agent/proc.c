@@ -379,3 +379,17 @@ pid_t proc_pidfile_running(const char *path, const char *exe)
                 (strncmp(target, exe, len) == 0 && strcmp(target + len, " (deleted)") == 0);
     return same ? (pid_t)pid : 0;
 }
+
+pid_t proc_spawn_pidfile(const char *const argv[], const struct proc_opts *o,
+                         const char *pid_file, char **err)
+{
+    pid_t pid = proc_spawn(argv, o, err);
+    if (pid < 0)
+        return pid;
+    int rc = proc_pidfile_write(pid_file, pid, err);
+    if (rc < 0) {
+        kill(pid, SIGTERM);
+        return rc;
+    }
+    return pid;
+}

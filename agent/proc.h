@@ -54,6 +54,11 @@ bool proc_alive(pid_t pid);
 /* A detached service's pid file: "<pid>\n", 0600. 0, or a negative errno with *err. */
 int proc_pidfile_write(const char *path, pid_t pid, char **err);
 
+/* proc_spawn, then the pid into pid_file (the process is stopped again when that cannot be
+ * written). Returns the pid or a negative errno with *err. */
+pid_t proc_spawn_pidfile(const char *const argv[], const struct proc_opts *o,
+                         const char *pid_file, char **err);
+
 /* The pid in path when that process is alive and runs the executable exe (its
  * /proc/<pid>/exe, "exe (deleted)" after a package upgrade replaced it); 0 otherwise (no
  * file, a bad one, a dead or another process). */

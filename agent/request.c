@@ -117,6 +117,25 @@ const char *request_env(const struct hook_event *ev, const char *name)
     return NULL;
 }
 
+int request_broken_relation(const struct hook_event *ev, const char *endpoint)
+{
+    if (ev->kind != EVENT_HOOK || !ev->relation || ev->relation_id < 0 ||
+        strcmp(ev->relation, endpoint) != 0 || !strstr(ev->name, "-relation-broken"))
+        return -1;
+    return ev->relation_id;
+}
+
+bool request_is_broken_relation(const struct hook_event *ev, const char *endpoint,
+                                const char *rel)
+{
+    int id = request_broken_relation(ev, endpoint);
+    if (id < 0 || !rel)
+        return false;
+    char dying[128];
+    snprintf(dying, sizeof dying, "%s:%d", endpoint, id);
+    return strcmp(dying, rel) == 0;
+}
+
 /* The value when it was sent and is not empty, else NULL. */
 static const char *env_nonempty(const struct hook_event *ev, const char *name)
 {

@@ -83,6 +83,15 @@ void request_free(struct hook_event *ev);
 /* The value of a forwarded variable, or NULL when it was not sent. */
 const char *request_env(const struct hook_event *ev, const char *name);
 
+/* The id of the relation of endpoint that this relation-broken hook is about, else -1.
+ * During relation-broken the dying relation is still listed by relation-ids (juju.md):
+ * callers walking the endpoint's relations skip it. */
+int request_broken_relation(const struct hook_event *ev, const char *endpoint);
+
+/* Whether rel ("<endpoint>:<id>") is the relation this relation-broken hook is about. */
+bool request_is_broken_relation(const struct hook_event *ev, const char *endpoint,
+                                const char *rel);
+
 /* "hook", "action", "custom event", "exec". */
 const char *event_kind_name(enum event_kind kind);
 

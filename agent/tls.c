@@ -199,13 +199,8 @@ static int relation_id(const struct hook_event *ev, const struct endpoint *ep, c
         json_is_string(json_array_get(ids, 0)))
         snprintf(rel, size, "%s", json_string_value(json_array_get(ids, 0)));
     json_decref(ids);
-    if (rel[0] && ev->kind == EVENT_HOOK && ev->relation && ev->relation_id >= 0 &&
-        strcmp(ev->relation, ep->name) == 0 && strstr(ev->name, "-relation-broken")) {
-        char dying[64];
-        snprintf(dying, sizeof dying, "%s:%d", ep->name, ev->relation_id);
-        if (strcmp(dying, rel) == 0)
-            rel[0] = '\0';
-    }
+    if (request_is_broken_relation(ev, ep->name, rel))
+        rel[0] = '\0';
     return 0;
 }
 
