@@ -973,6 +973,18 @@ static int prefix_databases(PGconn *conn, const char *prefix, char **out, char *
     return *out ? 0 : errmsg_set(err, -ENOMEM, "out of memory");
 }
 
+/* A relation this unit's relation-created hook has not run for yet refuses relation-get
+ * and relation-set with "permission denied" (juju.md 3.3, 6): not an error, the next pass
+ * (that relation's own hooks) publishes. Returns 0. */
+static int not_in_scope_yet(const char *rel, struct clients_view *cv, char **err)
+{
+    log_info("%s: not in this unit's scope yet; publishing in a later hook", rel);
+    free(*err);
+    *err = NULL;
+    cv->waiting = true;
+    return 0;
+}
+
 static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
                        struct clients_view *cv, size_t k, const struct published *p,
                        const char *tls_ca, PGconn *conn, bool converged_now, char **err)
@@ -985,8 +997,12 @@ static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
     json_t *own = NULL, *user_content = NULL, *tls_content = NULL, *want = NULL, *delta = NULL;
     char *prefixes = NULL, *uris = NULL, *ro_uris = NULL;
     int rc = -1;
-    if (hooktool_json(ev, own_argv, &own, err) < 0)
+    int grc = hooktool_json(ev, own_argv, &own, err);
+    if (grc < 0) {
+        if (grc == -EACCES)
+            rc = not_in_scope_yet(rel, cv, err);
         goto out;
+    }
     if (!json_is_object(own)) {
         json_decref(own);
         own = json_object();
@@ -1102,15 +1118,8 @@ static int publish_one(const struct hook_event *ev, const struct peers_view *pv,
     if (json_object_size(delta) > 0) {
         int src = relation_set_json(ev, rel, true, delta, err);
         if (src < 0) {
-            if (src != -EACCES)
-                goto out;
-            /* the relation is not in this unit's scope yet (its relation-created hook has
-             * not run): the next pass publishes */
-            log_info("%s: not in scope yet; publishing in a later hook", rel);
-            free(*err);
-            *err = NULL;
-            cv->waiting = true;
-            rc = 0;
+            if (src == -EACCES)
+                rc = not_in_scope_yet(rel, cv, err);
             goto out;
         }
         const char *keys[] = {"secret-user", "secret-tls"};
