@@ -188,6 +188,7 @@ static struct {
     bool ha_conf_written;
     char cur_upstream[PEERS_ADDR_MAX];
     bool need_rewind;   /* this member ran as primary and stepped down */
+    bool restarted_for_setting; /* a pending restart was done: the status must change */
     uint64_t supervise_at;
     uint64_t event_raised_at;
     uint64_t not_streaming_since;
@@ -2055,6 +2056,7 @@ static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
     snprintf(s->leader_address, sizeof s->leader_address, "%s", lm ? lm->host : "");
     s->timeline = l->tli;
     s->lsn = l->lsn;
+    s->restart_pending = l->running && l->ready && l->pending_restart;
     if (d) {
         snprintf(s->action, sizeof s->action, "%s", ha_action_name(d->action));
         snprintf(s->reason, sizeof s->reason, "%s", d->reason);
@@ -2070,7 +2072,12 @@ static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
         raise_event(why);
     } else if (replicas_changed && L.p.juju_leader) {
         raise_event("the streaming replicas changed");
+    } else if (L.restarted_for_setting) {
+        /* the hook that changed the setting said "restart pending"; no hook follows a
+         * restart by itself (failed the fresh-clone CI run of 79859fe) */
+        raise_event("restarted for a changed setting");
     }
+    L.restarted_for_setting = false;
     if (l->running && l->ready && l->roles[0]) {
         if (L.roles[0] && strcmp(L.roles, l->roles) != 0 && !changed)
             raise_event("the login roles changed");
@@ -2164,6 +2171,7 @@ static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
         stop_pg(false);
         (void)start_pg(false, lm->host);
         local_read(l);
+        L.restarted_for_setting = true;
         return;
     }
     if (!L.holding)
@@ -2187,6 +2195,7 @@ static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
     renew(); /* keep the lock while it restarts */
     (void)start_pg(true, NULL);
     local_read(l);
+    L.restarted_for_setting = true;
 }
 
 /* The DCS cannot be read: is it etcd's quorum that is gone? Then only an operator can

@@ -56,6 +56,7 @@ struct ha_snapshot {
     char leader_address[PEERS_ADDR_MAX];
     uint32_t timeline;
     uint64_t lsn;
+    bool restart_pending; /* PostgreSQL runs with a changed setting that needs a restart */
     char action[32];     /* the last decision's action and reason */
     char reason[256];
     char problem[256];   /* why the loop cannot do its job (blocked/waiting), "" when fine */

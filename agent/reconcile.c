@@ -544,7 +544,8 @@ static bool quick_pass_possible(const struct model_facts *f, const char *config)
            strcmp(last.config, config) == 0;
 }
 
-/* Status from what the HA loop sees. */
+/* Status from what the HA loop sees; restart_pending: this pass's reload left a setting
+ * waiting for a restart (the HA loop may not have read it yet). */
 static void ha_status(struct unit_status *st, bool restart_pending)
 {
     struct ha_snapshot snap;
@@ -560,7 +561,7 @@ static void ha_status(struct unit_status *st, bool restart_pending)
     else if (snap.role != HA_ROLE_PRIMARY && !snap.streaming)
         want(st, "waiting", "%s, not streaming from %s yet", role,
              snap.leader[0] ? snap.leader : "a primary");
-    else if (restart_pending)
+    else if (restart_pending || snap.restart_pending)
         want(st, "active", "%s (restart pending for a changed setting)", role);
     else
         want(st, "active", "%s", role);

@@ -24,11 +24,11 @@ if ! has_app postgresql; then
 else
     $J refresh --model "$MODEL" postgresql --path ./build/postgresql.charm >/dev/null
 fi
-# the test charms, as directories (db-client with the shared hook-tool helpers in src/)
+# the test charms, as directories (each with the shared hook-tool helpers in src/)
 CHARMS=build/demo-charms
 rm -rf "$CHARMS" && mkdir -p "$CHARMS"
 cp -r tests/charms/tls-provider tests/charms/db-client "$CHARMS"/
-cp tests/charms/_common/*.py "$CHARMS"/db-client/src/
+for c in tls-provider db-client; do cp tests/charms/_common/*.py "$CHARMS/$c/src/"; done
 if ! has_app tls-provider; then
     $J deploy --model "$MODEL" "./$CHARMS/tls-provider" tls-provider
     $J integrate --model "$MODEL" postgresql:client-certificates tls-provider:certificates

@@ -1,4 +1,4 @@
-"""Hook-tool helpers shared by the test charms (db-client, pgbouncer).
+"""Hook-tool helpers shared by the test charms (db-client, pgbouncer, tls-provider, tls-requirer).
 tests/conftest.py pack_charm copies this file into each charm's src/ when it packs it."""
 
 import json

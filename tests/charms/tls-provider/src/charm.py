@@ -29,8 +29,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
 from cryptography import x509
@@ -38,6 +36,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from charmtools import (ToolError, fail, is_leader, live_relations, log, own_app, run,
+                        status, tool, tool_json)
 
 CHARM_DIR = os.environ.get("JUJU_CHARM_DIR") or os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))
@@ -62,56 +63,8 @@ NOT_PEM_VALUE = "this is not a PEM certificate"
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class ToolError(Exception):
-    pass
-
-
 class ConfigError(Exception):
     pass
-
-
-# ---------------------------------------------------------------------------
-# hook tools
-# ---------------------------------------------------------------------------
-
-def tool(*args, input=None, check=True):
-    p = subprocess.run([str(a) for a in args], input=input, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise ToolError(f"{args[0]} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
-
-
-def tool_json(*args):
-    out = tool(*args, "--format", "json").stdout.strip()
-    return json.loads(out) if out else None
-
-
-def log(msg, level="INFO"):
-    tool("juju-log", "--log-level", level, "--", msg, check=False)
-
-
-def status(state, msg=""):
-    tool("status-set", state, "--", msg)
-
-
-def is_leader():
-    return bool(tool_json("is-leader"))
-
-
-def event():
-    """(kind, name) of this run, as tests/charms/tool-tester/dispatch decides."""
-    dp = os.environ.get("JUJU_DISPATCH_PATH", "")
-    if dp.startswith("actions/"):
-        return "action", os.environ.get("JUJU_ACTION_NAME") or dp[len("actions/"):]
-    if os.environ.get("JUJU_HOOK_NAME"):
-        return "hook", os.environ["JUJU_HOOK_NAME"]
-    if dp.startswith("hooks/"):
-        return "custom", dp[len("hooks/"):]
-    return "exec", "reconcile"
-
-
-def own_app():
-    return os.environ["JUJU_UNIT_NAME"].rsplit("/", 1)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -511,19 +464,6 @@ def revoke_all(st, reason):
     log(f"new CA ({reason}): {n} certificate(s) revoked, every CSR re-signed")
 
 
-def relation_ids():
-    """Relations of ENDPOINT this unit is in scope of (before relation-created/joined a
-    relation can already be listed while its data says `permission denied`)."""
-    out = []
-    for rid in tool_json("relation-ids", ENDPOINT) or []:
-        p = tool("relation-get", "-r", rid, "-", os.environ["JUJU_UNIT_NAME"], check=False)
-        if p.returncode == 0:
-            out.append(rid)
-        elif "permission denied" not in p.stderr:
-            raise ToolError(f"relation-get -r {rid}: {p.stderr.strip()}")
-    return out
-
-
 def reconcile(force_rotate=None):
     """The whole issuing pass. Returns True when it ran (leader, valid config)."""
     if not is_leader():
@@ -536,13 +476,12 @@ def reconcile(force_rotate=None):
         log(f"blocked: {e}", "WARNING")
         return False
     st = load_state()
-    rids = relation_ids()
-    broken = os.environ.get("JUJU_RELATION_ID") if event()[1].endswith("-relation-broken") else None
+    rids = list(live_relations(ENDPOINT))  # without one being broken
     for rid in list(st["relations"]):
-        if rid not in rids or rid == broken:
+        if rid not in rids:
             del st["relations"][rid]
     for rid in rids:
-        if rid != broken and rid not in st["relations"]:
+        if rid not in st["relations"]:
             st["relations"][rid] = seed_relation(rid)
     loaded = load_ca()
     if loaded is None:
@@ -560,8 +499,7 @@ def reconcile(force_rotate=None):
             revoke_all(st, reason)
     issuer = Issuer(cfg, ca_key, ca_cert)
     for rid in rids:
-        if rid != broken:
-            serve_relation(rid, st["relations"][rid], issuer)
+        serve_relation(rid, st["relations"][rid], issuer)
     save_state(st)
     status("active", "")
     return True
@@ -571,57 +509,51 @@ def reconcile(force_rotate=None):
 # actions
 # ---------------------------------------------------------------------------
 
-def action_fail(msg):
-    tool("action-fail", "--", msg)
+def action_get_ca_certificate():
+    loaded = load_ca()
+    if loaded is None:
+        return fail("the CA certificate is not yet generated")
+    tool("action-set", f"ca-certificate={pem(loaded[1])}")
 
 
-def action(name):
-    if name == "get-ca-certificate":
-        loaded = load_ca()
-        if loaded is None:
-            return action_fail("the CA certificate is not yet generated")
-        tool("action-set", f"ca-certificate={pem(loaded[1])}")
-    elif name == "get-issued-certificates":
-        entries = []
-        for rid in relation_ids():
-            raw = published(rid)
-            if not raw:
-                continue
-            try:
-                entries.extend(json.loads(raw))
-            except ValueError:
-                tool("action-log", "--", f"{rid}: the published value is not JSON (fault?)")
-        tool("action-set", f"certificates={json.dumps(entries)}")
-    elif name == "rotate-private-key":
-        if not is_leader():
-            return action_fail("only the leader can rotate the CA key")
-        if load_ca() is None:
-            return action_fail("the CA certificate is not yet generated")
-        if not reconcile(force_rotate="rotate-private-key"):
-            return action_fail("not rotated: the charm is blocked")
-    else:
-        action_fail(f"unknown action {name!r}")
+def action_get_issued_certificates():
+    entries = []
+    for rid in live_relations(ENDPOINT):
+        raw = published(rid)
+        if not raw:
+            continue
+        try:
+            entries.extend(json.loads(raw))
+        except ValueError:
+            tool("action-log", "--", f"{rid}: the published value is not JSON (fault?)")
+    tool("action-set", f"certificates={json.dumps(entries)}")
 
 
-def main():
-    kind, name = event()
-    if kind == "action":
-        action(name)
-        return 0
+def action_rotate_private_key():
+    if not is_leader():
+        return fail("only the leader can rotate the CA key")
+    if load_ca() is None:
+        return fail("the CA certificate is not yet generated")
+    if not reconcile(force_rotate="rotate-private-key"):
+        return fail("not rotated: the charm is blocked")
+
+
+ACTIONS = {
+    "get-ca-certificate": action_get_ca_certificate,
+    "get-issued-certificates": action_get_issued_certificates,
+    "rotate-private-key": action_rotate_private_key,
+}
+
+
+def hook(name):
     if name in ("stop", "remove"):
-        return 0
+        return
     if name == "secret-remove" and os.environ.get("JUJU_SECRET_ID"):
         # an obsolete revision of the CA secret: drop it (juju.md 4.5)
         tool("secret-remove", os.environ["JUJU_SECRET_ID"], "--revision",
              os.environ.get("JUJU_SECRET_REVISION", ""), check=False)
     reconcile()
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ToolError as e:
-        print(f"tls-provider: {e}", file=sys.stderr)
-        log(f"hook failed: {e}", "ERROR")
-        sys.exit(1)
+    run("tls-provider", ACTIONS, hook)

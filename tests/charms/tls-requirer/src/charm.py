@@ -23,8 +23,6 @@ import ipaddress
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 
@@ -33,42 +31,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from charmtools import ToolError, fail, live_relations, log, run, tool, tool_json
+
 CHARM_DIR = os.environ.get("JUJU_CHARM_DIR") or os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))
 STATE_FILE = os.path.join(CHARM_DIR, ".tls-requirer-state.json")
 ENDPOINT = "certificates"
 KEY_LABEL = "private-key"
-
-
-class ToolError(Exception):
-    pass
-
-
-def tool(*args, input=None, check=True):
-    p = subprocess.run([str(a) for a in args], input=input, capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise ToolError(f"{args[0]} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
-
-
-def tool_json(*args):
-    out = tool(*args, "--format", "json").stdout.strip()
-    return json.loads(out) if out else None
-
-
-def log(msg, level="INFO"):
-    tool("juju-log", "--log-level", level, "--", msg, check=False)
-
-
-def event():
-    dp = os.environ.get("JUJU_DISPATCH_PATH", "")
-    if dp.startswith("actions/"):
-        return "action", os.environ.get("JUJU_ACTION_NAME") or dp[len("actions/"):]
-    if os.environ.get("JUJU_HOOK_NAME"):
-        return "hook", os.environ["JUJU_HOOK_NAME"]
-    if dp.startswith("hooks/"):
-        return "custom", dp[len("hooks/"):]
-    return "exec", "reconcile"
 
 
 def unit_slug():
@@ -193,23 +162,6 @@ def ensure_csr(key, renew=False):
 # relation
 # ---------------------------------------------------------------------------
 
-def live_relations():
-    """Relations of ENDPOINT this unit is in scope of, except one being broken (before
-    relation-created/joined a relation can be listed while its data says
-    `permission denied`)."""
-    rids = []
-    for rid in tool_json("relation-ids", ENDPOINT) or []:
-        if event()[1] == f"{ENDPOINT}-relation-broken" and \
-                rid == os.environ.get("JUJU_RELATION_ID"):
-            continue
-        p = tool("relation-get", "-r", rid, "-", os.environ["JUJU_UNIT_NAME"], check=False)
-        if p.returncode == 0:
-            rids.append(rid)
-        elif "permission denied" not in p.stderr:
-            raise ToolError(f"relation-get -r {rid}: {p.stderr.strip()}")
-    return rids
-
-
 def publish(rid, csr_text):
     value = json.dumps([{"certificate_signing_request": csr_text, "ca": False}])
     mine = tool_json("relation-get", "-r", rid, "certificate_signing_requests",
@@ -276,7 +228,7 @@ def find_certificate(rid, csr_text, key):
 
 
 def reconcile(key, csr_text):
-    rids = live_relations()
+    rids = list(live_relations(ENDPOINT))
     for rid in rids:
         publish(rid, csr_text)
     if not rids:
@@ -289,46 +241,38 @@ def reconcile(key, csr_text):
         tool("status-set", "active", "--", "")
 
 
-def action(name):
-    if name == "get-certificate":
-        key = load_key()
-        csr_text = load_state().get("csr")
-        if key is None or not csr_text:
-            return tool("action-fail", "--", "no private key or CSR yet")
-        rids = live_relations()
-        if not rids:
-            return tool("action-fail", "--", f"no {ENDPOINT} relation")
-        entry, err = find_certificate(rids[0], csr_text, key)
-        if entry is None:
-            return tool("action-fail", "--", err)
-        tool("action-set", f"certificate={entry['certificate']}", f"ca={entry.get('ca', '')}",
-             f"chain={json.dumps(entry.get('chain'))}")
-    elif name == "renew":
-        params = tool_json("action-get") or {}
-        key = ensure_key(renew=bool(params.get("new-key")))
-        csr_text = ensure_csr(key, renew=True)
-        reconcile(key, csr_text)
-        tool("action-set", f"certificate-signing-request={csr_text}")
-    else:
-        tool("action-fail", "--", f"unknown action {name!r}")
+def action_get_certificate():
+    key = load_key()
+    csr_text = load_state().get("csr")
+    if key is None or not csr_text:
+        return fail("no private key or CSR yet")
+    rids = list(live_relations(ENDPOINT))
+    if not rids:
+        return fail(f"no {ENDPOINT} relation")
+    entry, err = find_certificate(rids[0], csr_text, key)
+    if entry is None:
+        return fail(err)
+    tool("action-set", f"certificate={entry['certificate']}", f"ca={entry.get('ca', '')}",
+         f"chain={json.dumps(entry.get('chain'))}")
 
 
-def main():
-    kind, name = event()
-    if kind == "action":
-        action(name)
-        return 0
+def action_renew():
+    params = tool_json("action-get") or {}
+    key = ensure_key(renew=bool(params.get("new-key")))
+    csr_text = ensure_csr(key, renew=True)
+    reconcile(key, csr_text)
+    tool("action-set", f"certificate-signing-request={csr_text}")
+
+
+ACTIONS = {"get-certificate": action_get_certificate, "renew": action_renew}
+
+
+def hook(name):
     if name in ("stop", "remove"):
-        return 0
+        return
     key = ensure_key()
     reconcile(key, ensure_csr(key))
-    return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except ToolError as e:
-        print(f"tls-requirer: {e}", file=sys.stderr)
-        log(f"hook failed: {e}", "ERROR")
-        sys.exit(1)
+    run("tls-requirer", ACTIONS, hook)
