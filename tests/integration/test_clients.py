@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from conftest import any_error, poll
-from test_ha import APP, CHARM, cluster_settled, primary_unit, sql
+from test_ha import APP, CHARM, cluster_settled, primary_unit, settled_on, sql
 from test_tls import addresses
 from test_tls_provider import load_schema, validate_databag
 
@@ -277,8 +277,7 @@ def test_endpoints_follow_a_failover_within_15_s(model, cluster):
         target = next(u for u in model.units(APP) if u != ldr)
         r = model.run(target, "promote-to-primary", "scope=unit", timeout=120)
         assert r.status == "completed", r.task
-        model.wait(lambda st: cluster_settled(3)(st) and primary_unit(model) == target,
-                   error=any_error, timeout=120)
+        model.wait(settled_on(target), error=any_error, timeout=120)
 
     def endpoints_on_primary():
         c = credentials(model, "app-a")

@@ -30,11 +30,24 @@ def cluster_settled(n, replica_role="Sync standby"):
     return ready
 
 
-def primary_unit(model):
-    for name, u in units(model.status()).items():
+def primary_in(st):
+    """The unit whose status says Primary in this status, or None."""
+    for name, u in units(st).items():
         if u["workload-status"].get("message") == "Primary":
             return name
-    raise AssertionError("no primary in status")
+    return None
+
+
+def primary_unit(model):
+    name = primary_in(model.status())
+    assert name, "no primary in status"
+    return name
+
+
+def settled_on(target, n=3):
+    """cluster_settled(n) with target as the Primary, judged on one status (a second
+    status read may fall in a switchover's gap, where no unit says Primary yet)."""
+    return lambda st: cluster_settled(n)(st) and primary_in(st) == target
 
 
 def sql(model, unit, query):
@@ -107,8 +120,7 @@ def test_promote_to_primary_moves_the_primary(model):
     target = next(u for u in units(model.status()) if u != old)
     r = model.run(target, "promote-to-primary", "scope=unit", timeout=120)
     assert r.status == "completed", r.task
-    model.wait(lambda st: cluster_settled(3)(st) and primary_unit(model) == target,
-               error=any_error, timeout=120)
+    model.wait(settled_on(target), error=any_error, timeout=120)
     sql(model, target, "INSERT INTO ha_rows SELECT generate_series(101, 150)")
     # the old primary rejoined as a replica and has every row
     wait_rows(model, old, "ha_rows", 150, timeout=30)

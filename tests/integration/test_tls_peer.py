@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import any_error, poll
-from test_ha import APP, cluster_settled, primary_unit
+from test_ha import APP, cluster_settled, settled_on
 from test_tls import (CHARM, PROVIDER_FAULTS, addresses, all_verify, connect,
                       primary_by_action, start_times, streaming_over_tls, unit_states)
 from test_tls_provider import (JUJU_KEYS, load_cert, load_schema, openssl_verify, rel_info,
@@ -307,8 +307,7 @@ def test_switchover_on_provider_certificates(model, cluster):
     target = next(u for u in sorted(addresses(model)) if u != old)
     r = model.run(target, "promote-to-primary", "scope=unit", timeout=120)
     assert r.status == "completed", r.task
-    model.wait(lambda st: cluster_settled(3)(st) and primary_unit(model) == target,
-               error=any_error, timeout=180)
+    model.wait(settled_on(target), error=any_error, timeout=180)
     assert primary_by_action(model) == target
     wait_replicas_by(model, cluster, cluster["provider_cn"],
                      "the new primary's replicas on provider certificates", primary=target)
