@@ -188,7 +188,6 @@ static struct {
     bool ha_conf_written;
     char cur_upstream[PEERS_ADDR_MAX];
     bool need_rewind;   /* this member ran as primary and stepped down */
-    bool restarted_for_setting; /* a pending restart was done: the status must change */
     uint64_t supervise_at;
     uint64_t event_raised_at;
     uint64_t not_streaming_since;
@@ -2019,8 +2018,10 @@ static void keep_etcd_leadership_away(void)
 
 /* ---- the cycle -------------------------------------------------------------------------- */
 
+/* restarted: this cycle restarted PostgreSQL for a changed setting (the status said
+ * "restart pending" and no hook follows a restart by itself). */
 static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
-                            const struct ha_decision *d)
+                            const struct ha_decision *d, bool restarted)
 {
     enum ha_role role = HA_ROLE_NONE;
     const struct member_info *lm = v->leader_valid ? member_find(v, v->leader) : NULL;
@@ -2072,12 +2073,9 @@ static void snapshot_update(const struct local_pg *l, const struct dcs_view *v,
         raise_event(why);
     } else if (replicas_changed && L.p.juju_leader) {
         raise_event("the streaming replicas changed");
-    } else if (L.restarted_for_setting) {
-        /* the hook that changed the setting said "restart pending"; no hook follows a
-         * restart by itself (failed the fresh-clone CI run of 79859fe) */
+    } else if (restarted) {
         raise_event("restarted for a changed setting");
     }
-    L.restarted_for_setting = false;
     if (l->running && l->ready && l->roles[0]) {
         if (L.roles[0] && strcmp(L.roles, l->roles) != 0 && !changed)
             raise_event("the login roles changed");
@@ -2160,25 +2158,24 @@ static void graceful_switchover(const struct local_pg *l, const struct dcs_view 
 
 /* A changed setting needs a restart (issue 4 item 8): replicas restart at once; the
  * primary waits until no replica still has one pending, then hands over (switchover) and
- * restarts as a replica; alone, it restarts in place. */
-static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
+ * restarts as a replica; alone, it restarts in place. True when it restarted here. */
+static bool rolling_restart(struct local_pg *l, const struct dcs_view *v,
                             const struct member_info *lm)
 {
     if (!l->primary) {
         if (!lm)
-            return;
+            return false;
         log_info("restarting this replica for a changed setting");
         stop_pg(false);
         (void)start_pg(false, lm->host);
         local_read(l);
-        L.restarted_for_setting = true;
-        return;
+        return true;
     }
     if (!L.holding)
-        return;
+        return false;
     for (size_t i = 0; i < v->n; i++)
         if (strcmp(v->members[i].name, L.p.name) != 0 && v->members[i].pending_restart)
-            return; /* replicas first */
+            return false; /* replicas first */
     const struct member_info *cand = best_candidate(v);
     if (cand) {
         log_info("a changed setting needs a restart: switching over to %s first", cand->name);
@@ -2188,14 +2185,14 @@ static void rolling_restart(struct local_pg *l, const struct dcs_view *v,
         if (text)
             put_plain("failover", text);
         free(text);
-        return;
+        return false;
     }
     log_info("restarting the primary in place for a changed setting (no replica to hand over to)");
     stop_pg(false);
     renew(); /* keep the lock while it restarts */
     (void)start_pg(true, NULL);
     local_read(l);
-    L.restarted_for_setting = true;
+    return true;
 }
 
 /* The DCS cannot be read: is it etcd's quorum that is gone? Then only an operator can
@@ -2514,13 +2511,13 @@ static void cycle(void)
     }
     free(err);
     err = NULL;
-    if ((d.action == HA_FOLLOW || d.action == HA_RENEW) && l.pending_restart && !L.child)
-        rolling_restart(&l, &v, lm);
+    bool restarted = (d.action == HA_FOLLOW || d.action == HA_RENEW) && l.pending_restart &&
+                     !L.child && rolling_restart(&l, &v, lm);
     if (v.ok && L.lease)
         publish_member(&l, &v);
     api_ensure();
     api_update(&l, &v);
-    snapshot_update(&l, &v, &d);
+    snapshot_update(&l, &v, &d, restarted);
 
     /* the Juju leader's agent promotes etcd learners and restarts a dead local member */
     uint64_t now = now_us();
